@@ -1,0 +1,17 @@
+//! roomcast: a self-hostable, multi-tenant realtime messaging platform.
+//!
+//! ```text
+//!  client ──HTTP──▶ http (REST, probes) ──▶ platform (rules) ──▶ store (SQLite/PostgreSQL)
+//!     │                                          │
+//!     └─Socket.IO─▶ engine (Engine.IO/Socket.IO) ◀── realtime (auth, project rooms, limits)
+//! ```
+//!
+//! - [`engine`]: our own Engine.IO v4 / Socket.IO v5 server; knows nothing of projects.
+//! - [`realtime`]: roomcast on the engine: API-key auth, one room per project, the relay.
+//! - [`platform`]: domain rules for accounts, sessions, projects and keys.
+//! - [`http`]: the accept loop and REST handlers.
+
+pub mod engine;
+pub mod http;
+pub mod platform;
+pub mod realtime;
