@@ -1,1 +1,106 @@
-fn main() {}
+//! The `roomcast` binary: parses flags, sets up logging, binds the listener and turns
+//! SIGTERM/SIGINT into the app's shutdown future. Everything else lives in the library.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use roomcast::app::App;
+use roomcast::config::Config;
+use roomcast::store::Store;
+use std::io::Write;
+use tokio::net::TcpSocket;
+
+/// Connections the kernel may queue before we accept them (connection storms at startup
+/// or after a node failover).
+const LISTEN_BACKLOG: u32 = 1024;
+
+#[derive(Parser)]
+#[command(
+    name = "roomcast",
+    version,
+    about = "Self-hostable, multi-tenant realtime messaging over Socket.IO"
+)]
+#[command(args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    config: Config,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the dashboard, REST API and Socket.IO (the default).
+    Serve(Config),
+    /// Apply database migrations and exit.
+    Migrate(Config),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let (config, migrate_only) = match cli.command {
+        None => (cli.config, false),
+        Some(Command::Serve(config)) => (config, false),
+        Some(Command::Migrate(config)) => (config, true),
+    };
+    roomcast::telemetry::init_tracing(config.log_format);
+    config.validate()?;
+    if migrate_only {
+        let store = Store::connect(&config.database_url).await?;
+        store.migrate().await?;
+        store.close().await;
+        tracing::info!("migrations applied");
+        return Ok(());
+    }
+
+    let bind = config.bind;
+    let app = App::build(config).await?;
+    let socket = if bind.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .context("creating the listening socket")?;
+    socket.set_reuseaddr(true).context("setting SO_REUSEADDR")?;
+    socket
+        .bind(bind)
+        .with_context(|| format!("binding {bind}"))?;
+    let listener = socket.listen(LISTEN_BACKLOG).context("listening")?;
+    let address = listener.local_addr().context("reading the bound address")?;
+    // Tests and scripts read this exact line to learn the port when binding port 0.
+    println!("listening on http://{address}");
+    std::io::stdout().flush().context("flushing stdout")?;
+    tracing::info!(%address, "listening");
+
+    app.serve(listener, shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Resolves on the first SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown requested");
+}

@@ -1,0 +1,120 @@
+//! The application: [`AppState`], [`App::build`] (database, realtime, domain layer) and
+//! [`App::router`], the one place where every route is mounted.
+//!
+//! The app never binds a port or listens for signals: [`App::serve`] takes a bound
+//! listener and a shutdown future, so tests run many apps side by side on port 0.
+
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::http;
+use crate::platform::{Platform, PlatformConfig, StoreDirectory};
+use crate::realtime::Realtime;
+use crate::store::Store;
+use anyhow::Context;
+use axum::extract::DefaultBodyLimit;
+use axum::Router;
+use metrics_exporter_prometheus::PrometheusHandle;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// Largest REST request body (SPEC §2); larger ones get 413 `PAYLOAD_TOO_LARGE`.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Password hashes that may run at once (each takes ~19 MiB and a core for a while).
+const HASHING_CONCURRENCY: usize = 2;
+/// How long in-flight HTTP requests may take to finish at shutdown.
+const DRAIN: Duration = Duration::from_secs(5);
+
+/// What every handler can reach; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// Domain layer (accounts, projects, keys).
+    pub platform: Platform,
+    /// Database (used directly only by probes).
+    pub store: Store,
+    /// Realtime side (key resolution, publish, stats).
+    pub realtime: Realtime,
+    /// Validated settings.
+    pub config: Arc<Config>,
+    /// Prometheus registry handle.
+    pub metrics: PrometheusHandle,
+}
+
+/// A built application, ready to serve.
+pub struct App {
+    state: AppState,
+}
+
+impl App {
+    /// Validates `config`, connects to and migrates the database, and wires the realtime
+    /// side to it.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        config.validate()?;
+        let store = Store::connect(&config.database_url).await?;
+        store.migrate().await?;
+        tracing::info!(backend = store.backend(), "database ready");
+        Self::with_store(config, store)
+    }
+
+    /// Builds the app over an already migrated store.
+    pub fn with_store(config: Config, store: Store) -> anyhow::Result<Self> {
+        let limits = config.limits();
+        let directory = Arc::new(StoreDirectory::new(store.clone(), limits.clone()));
+        let realtime = Realtime::new(limits.clone(), directory);
+        let platform = Platform::new(
+            store.clone(),
+            realtime.clone(),
+            PlatformConfig {
+                limits,
+                session_ttl: config.session_ttl(),
+                hashing_concurrency: HASHING_CONCURRENCY,
+            },
+        );
+        let state = AppState {
+            platform,
+            store,
+            realtime,
+            config: Arc::new(config),
+            metrics: crate::telemetry::metrics_handle(),
+        };
+        Ok(Self { state })
+    }
+
+    /// The shared state (tests reach the store and realtime side through it).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Every route of the server.
+    pub fn router(&self) -> Router {
+        let api = Router::new()
+            .merge(http::auth::router())
+            .merge(http::projects::router())
+            .merge(http::messages::router())
+            .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
+        Router::new()
+            .merge(api)
+            .merge(http::probes::router())
+            .fallback(|| async { ApiError::NotFound })
+            .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+            .layer(tower_http::trace::TraceLayer::new_for_http())
+            .with_state(self.state.clone())
+            .merge(self.state.realtime.router())
+    }
+
+    /// Serves until `shutdown` resolves, then drains in-flight requests and closes the
+    /// database pool.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> anyhow::Result<()> {
+        let address = listener.local_addr().context("reading the bound address")?;
+        tracing::info!(%address, "serving");
+        http::serve::serve(listener, self.router(), shutdown, DRAIN).await;
+        self.state.store.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}

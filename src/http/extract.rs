@@ -1,0 +1,283 @@
+//! Extractors that resolve "who is calling" once and turn every malformed request into
+//! an [`ApiError`] in the SPEC's shape (never axum's plain-text rejections).
+//!
+//! # Sessions and CSRF
+//!
+//! A session is `Authorization: Bearer <token>` or the `roomcast_session` cookie. A
+//! Bearer token cannot be attached by a browser on its own, so it needs nothing else. A
+//! cookie is sent by the browser on cross-site requests too, so a cookie-authenticated
+//! write (any method but GET/HEAD/OPTIONS) must also prove it comes from our own pages,
+//! by one of:
+//!
+//! 1. an `X-CSRF-Token` header equal to the `roomcast_csrf` cookie (set at login, and
+//!    derived from the session token, so only a page that can read our cookies knows it);
+//! 2. an `Origin` header (or, without one, a `Referer`) whose host is the request's `Host`.
+//!
+//! Otherwise it is refused with 403 `CSRF_REJECTED`.
+
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::platform::secrets::SessionToken;
+use crate::platform::User;
+use crate::realtime::ProjectAccess;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use serde::de::DeserializeOwned;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+use subtle::ConstantTimeEq;
+
+/// Name of the session cookie.
+pub const SESSION_COOKIE: &str = "roomcast_session";
+/// Name of the CSRF double-submit cookie.
+pub const CSRF_COOKIE: &str = "roomcast_csrf";
+/// Header carrying the CSRF token.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+/// Header carrying a project API key.
+pub const API_KEY_HEADER: &str = "x-api-key";
+
+/// A JSON object body; any problem becomes 400 `INVALID_REQUEST` (413
+/// `PAYLOAD_TOO_LARGE` over the body limit). Only objects are accepted: serde would
+/// otherwise also read a struct from a JSON array (`["a@b.c", "pw"]`).
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        if !is_json(req.headers()) {
+            return Err(ApiError::InvalidRequest(
+                "expected a JSON body with Content-Type: application/json".into(),
+            ));
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge
+            } else {
+                ApiError::InvalidRequest("the request body could not be read".into())
+            }
+        })?;
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(ApiError::InvalidRequest(
+                "the body must be a JSON object".into(),
+            ));
+        }
+        // serde's text names the field and the problem ("unknown field `x`", "missing
+        // field `email`"), which is what the caller needs to fix the request.
+        serde_json::from_slice(&bytes)
+            .map(Self)
+            .map_err(|e| ApiError::InvalidRequest(format!("invalid JSON body: {e}")))
+    }
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// The value of cookie `name` in the request's `Cookie` headers.
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value.trim_matches('"'))
+}
+
+/// `Set-Cookie` values opening a session: the session cookie (HttpOnly) and the CSRF
+/// cookie (readable by our pages' scripts, which echo it in `X-CSRF-Token`).
+pub fn session_cookies(token: &SessionToken, ttl: Duration, secure: bool) -> [HeaderValue; 2] {
+    let secure = if secure { "; Secure" } else { "" };
+    let max_age = ttl.as_secs();
+    let session = format!(
+        "{SESSION_COOKIE}={}; HttpOnly; SameSite=Lax; Path=/; Max-Age={max_age}{secure}",
+        token.expose()
+    );
+    let csrf = format!(
+        "{CSRF_COOKIE}={}; SameSite=Lax; Path=/; Max-Age={max_age}{secure}",
+        token.csrf_token()
+    );
+    // Both are base64url and ASCII digits: always valid header values.
+    [session, csrf]
+        .map(|value| HeaderValue::try_from(value).unwrap_or(HeaderValue::from_static("")))
+}
+
+/// `Set-Cookie` values that delete both cookies.
+pub fn cleared_cookies(secure: bool) -> [HeaderValue; 2] {
+    let secure = if secure { "; Secure" } else { "" };
+    [
+        format!("{SESSION_COOKIE}=; HttpOnly; SameSite=Lax; Path=/; Max-Age=0{secure}"),
+        format!("{CSRF_COOKIE}=; SameSite=Lax; Path=/; Max-Age=0{secure}"),
+    ]
+    .map(|value| HeaderValue::try_from(value).unwrap_or(HeaderValue::from_static("")))
+}
+
+/// How the caller authenticated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthVia {
+    /// `Authorization: Bearer`.
+    Bearer,
+    /// The session cookie.
+    Cookie,
+}
+
+/// The signed-in caller (401 `UNAUTHENTICATED` without a live session).
+pub struct CurrentUser {
+    /// Who is calling.
+    pub user: User,
+    /// The session they used (logout ends exactly this one).
+    pub token: SessionToken,
+    /// Where the token came from.
+    pub via: AuthVia,
+}
+
+fn bearer(headers: &HeaderMap) -> Option<Result<&str, ApiError>> {
+    let value = headers.get(header::AUTHORIZATION)?;
+    let parsed = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+        .filter(|token| !token.is_empty());
+    Some(parsed.ok_or(ApiError::Unauthenticated))
+}
+
+/// The host[:port] of an `Origin` or `Referer` value.
+fn authority_of(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    Some(rest.split(['/', '?', '#']).next().unwrap_or(rest))
+}
+
+fn csrf_ok(parts: &Parts, token: &SessionToken) -> bool {
+    let headers = &parts.headers;
+    if let Some(sent) = headers.get(CSRF_HEADER) {
+        let expected = token.csrf_token();
+        return bool::from(sent.as_bytes().ct_eq(expected.as_bytes()));
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| parts.uri.authority().map(|a| a.as_str()));
+    let source = headers
+        .get(header::ORIGIN)
+        .or_else(|| headers.get(header::REFERER))
+        .and_then(|v| v.to_str().ok());
+    match (host, source.and_then(authority_of)) {
+        (Some(host), Some(from)) => host.eq_ignore_ascii_case(from),
+        _ => false,
+    }
+}
+
+impl FromRequestParts<AppState> for CurrentUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let (raw, via) = match bearer(&parts.headers) {
+            Some(token) => (token?, AuthVia::Bearer),
+            None => match cookie(&parts.headers, SESSION_COOKIE) {
+                Some(token) if !token.is_empty() => (token, AuthVia::Cookie),
+                _ => return Err(ApiError::Unauthenticated),
+            },
+        };
+        let token = SessionToken::from_client(raw);
+        let user = state.platform.authenticate(&token).await?;
+        let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
+        if via == AuthVia::Cookie && !safe && !csrf_ok(parts, &token) {
+            return Err(ApiError::CsrfRejected);
+        }
+        Ok(Self { user, token, via })
+    }
+}
+
+/// The project whose API key is in `X-API-Key` (401 `API_KEY_REQUIRED` / `INVALID_API_KEY`).
+pub struct ProjectKey(pub ProjectAccess);
+
+impl FromRequestParts<AppState> for ProjectKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Some(value) = parts.headers.get(API_KEY_HEADER) else {
+            return Err(ApiError::ApiKeyRequired);
+        };
+        let key = value.to_str().map_err(|_| ApiError::InvalidApiKey)?.trim();
+        if key.is_empty() {
+            return Err(ApiError::ApiKeyRequired);
+        }
+        match state.realtime.resolve_key(key).await? {
+            Some(access) => Ok(Self(access)),
+            None => Err(ApiError::InvalidApiKey),
+        }
+    }
+}
+
+/// The client's IP for throttling: the last `X-Forwarded-For` hop with `--trust-proxy`
+/// (the address our proxy saw; earlier hops are client-supplied), else the TCP peer
+/// when the accept loop recorded it, else unknown.
+pub struct ClientIp(pub Option<IpAddr>);
+
+impl FromRequestParts<AppState> for ClientIp {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if state.config.trust_proxy {
+            let forwarded = parts
+                .headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .filter_map(|hop| hop.trim().parse::<IpAddr>().ok())
+                .next_back();
+            if forwarded.is_some() {
+                return Ok(Self(forwarded));
+            }
+        }
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|info| info.0.ip());
+        Ok(Self(peer))
+    }
+}
+
+/// A project id from the path; a malformed one is simply not found.
+pub struct ProjectPath(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ProjectPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|path| Self(path.0))
+            .map_err(|_| ApiError::NotFound)
+    }
+}
+
+/// Reads `field` as "absent / null / value" (serde maps both absent and null to `None`
+/// for a plain `Option`). Use with `#[serde(default, deserialize_with = "nullable")]`.
+pub fn nullable<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    serde::Deserialize::deserialize(deserializer).map(Some)
+}

@@ -1,0 +1,196 @@
+//! Failed-login throttling, in memory: after `account_limit` failures for one account or
+//! `ip_limit` from one IP within the window, further attempts (even correct ones) are
+//! refused until the oldest counted failure leaves the window.
+//!
+//! An attempt is counted as a failure the moment it starts and forgiven if it succeeds:
+//! counting only after the (slow) password check would let a burst of parallel guesses
+//! all pass the check before any of them is recorded.
+
+use parking_lot::Mutex;
+use std::collections::{HashMap, VecDeque};
+use std::hash::Hash;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+/// Failures per account before it is throttled (SPEC §2).
+pub const ACCOUNT_LIMIT: usize = 10;
+/// Failures per IP before it is throttled (SPEC §2).
+pub const IP_LIMIT: usize = 100;
+/// How long a failure counts.
+pub const WINDOW: Duration = Duration::from_secs(15 * 60);
+
+// Drop idle entries every this many attempts, so the maps stay as small as the set of
+// accounts and IPs that failed recently.
+const PRUNE_EVERY: u64 = 1024;
+
+/// Failure timestamps per key, oldest first, never more than the limit.
+struct Failures<K> {
+    by_key: HashMap<K, VecDeque<Instant>>,
+    limit: usize,
+}
+
+impl<K: Hash + Eq + Clone> Failures<K> {
+    fn new(limit: usize) -> Self {
+        Self {
+            by_key: HashMap::new(),
+            limit,
+        }
+    }
+
+    /// Time until `key` may try again, if it is throttled now.
+    fn blocked(&mut self, key: &K, now: Instant, window: Duration) -> Option<Duration> {
+        let times = self.by_key.get_mut(key)?;
+        while times
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= window)
+        {
+            times.pop_front();
+        }
+        if times.len() >= self.limit {
+            times
+                .front()
+                .map(|oldest| window.saturating_sub(now.duration_since(*oldest)))
+        } else {
+            None
+        }
+    }
+
+    fn record(&mut self, key: &K, now: Instant) {
+        let times = self.by_key.entry(key.clone()).or_default();
+        if times.len() >= self.limit {
+            times.pop_front();
+        }
+        times.push_back(now);
+    }
+
+    fn forgive_one(&mut self, key: &K) {
+        if let Some(times) = self.by_key.get_mut(key) {
+            times.pop_back();
+        }
+    }
+
+    fn forgive_all(&mut self, key: &K) {
+        self.by_key.remove(key);
+    }
+
+    fn prune(&mut self, now: Instant, window: Duration) {
+        self.by_key.retain(|_, times| {
+            times
+                .back()
+                .is_some_and(|t| now.duration_since(*t) < window)
+        });
+    }
+}
+
+struct State {
+    accounts: Failures<String>,
+    ips: Failures<IpAddr>,
+    attempts: u64,
+}
+
+/// The login throttle; shared by every request of one node.
+pub struct LoginThrottle {
+    state: Mutex<State>,
+    window: Duration,
+}
+
+/// An attempt that was let through; report its outcome with
+/// [`LoginThrottle::succeeded`] (a dropped attempt stays counted as a failure).
+#[must_use]
+pub struct Attempt {
+    account: String,
+    ip: Option<IpAddr>,
+}
+
+impl Default for LoginThrottle {
+    fn default() -> Self {
+        Self::new(ACCOUNT_LIMIT, IP_LIMIT, WINDOW)
+    }
+}
+
+impl LoginThrottle {
+    /// A throttle with explicit limits.
+    pub fn new(account_limit: usize, ip_limit: usize, window: Duration) -> Self {
+        Self {
+            state: Mutex::new(State {
+                accounts: Failures::new(account_limit),
+                ips: Failures::new(ip_limit),
+                attempts: 0,
+            }),
+            window,
+        }
+    }
+
+    /// Starts a login attempt for `account` (normalized email) from `ip` (when known):
+    /// refused with the time to wait if either is throttled, else counted as a failure
+    /// until [`LoginThrottle::succeeded`] says otherwise.
+    pub fn begin(&self, account: &str, ip: Option<IpAddr>) -> Result<Attempt, Duration> {
+        let now = Instant::now();
+        let mut state = self.state.lock();
+        state.attempts += 1;
+        if state.attempts % PRUNE_EVERY == 0 {
+            state.accounts.prune(now, self.window);
+            state.ips.prune(now, self.window);
+        }
+        let account = account.to_owned();
+        let wait_account = state.accounts.blocked(&account, now, self.window);
+        let wait_ip = ip.and_then(|ip| state.ips.blocked(&ip, now, self.window));
+        if let Some(wait) = wait_account.max(wait_ip) {
+            return Err(wait);
+        }
+        state.accounts.record(&account, now);
+        if let Some(ip) = ip {
+            state.ips.record(&ip, now);
+        }
+        Ok(Attempt { account, ip })
+    }
+
+    /// The attempt succeeded: its account starts afresh and the IP is not charged for it.
+    pub fn succeeded(&self, attempt: Attempt) {
+        let mut state = self.state.lock();
+        state.accounts.forgive_all(&attempt.account);
+        if let Some(ip) = attempt.ip {
+            state.ips.forgive_one(&ip);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ten_failures_block_the_account_but_not_others() {
+        let throttle = LoginThrottle::default();
+        for _ in 0..ACCOUNT_LIMIT {
+            let _failed = throttle.begin("a@example.com", None).unwrap();
+        }
+        let wait = throttle.begin("a@example.com", None).err().unwrap();
+        assert!(wait > Duration::from_secs(14 * 60) && wait <= WINDOW);
+        assert!(throttle.begin("b@example.com", None).is_ok());
+    }
+
+    #[test]
+    fn the_ip_limit_spans_accounts_and_success_forgives() {
+        let throttle = LoginThrottle::new(10, 3, WINDOW);
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let ok = throttle.begin("a@example.com", Some(ip)).unwrap();
+        throttle.succeeded(ok);
+        for n in 0..3 {
+            let _failed = throttle
+                .begin(&format!("{n}@example.com"), Some(ip))
+                .unwrap();
+        }
+        assert!(throttle.begin("new@example.com", Some(ip)).is_err());
+        assert!(throttle.begin("new@example.com", None).is_ok());
+    }
+
+    #[test]
+    fn failures_expire_with_the_window() {
+        let throttle = LoginThrottle::new(1, 100, Duration::from_millis(30));
+        let _failed = throttle.begin("a@example.com", None).unwrap();
+        assert!(throttle.begin("a@example.com", None).is_err());
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(throttle.begin("a@example.com", None).is_ok());
+    }
+}

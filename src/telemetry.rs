@@ -1,0 +1,40 @@
+//! Logging and metrics setup.
+//!
+//! Logs go through `tracing` (human or JSON lines, level from `RUST_LOG`, default
+//! `info`). Metrics are recorded with the `metrics` macros into a Prometheus recorder
+//! whose handle lives in `AppState` and renders `GET /metrics`; no HTTP listener of the
+//! exporter's own is started.
+
+use crate::config::LogFormat;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use std::sync::OnceLock;
+use tracing_subscriber::EnvFilter;
+
+/// Installs the global `tracing` subscriber. Safe to call more than once (later calls
+/// are ignored), so tests can call it per app.
+pub fn init_tracing(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let _already_set = match format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}
+
+/// The Prometheus handle of this process.
+///
+/// The `metrics` macros record into one global recorder, so the recorder is installed
+/// once per process and every app built in it (tests build many) shares its handle.
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
+            }
+            handle
+        })
+        .clone()
+}

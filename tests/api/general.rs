@@ -1,0 +1,108 @@
+//! Cross-cutting behaviour: unknown routes, methods, body size, probes and metrics.
+
+use crate::common::*;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+#[tokio::test]
+async fn unknown_routes_and_methods_answer_in_the_error_shape() {
+    let app = spawn_app().await;
+    for path in [
+        "/api/v1/nope",
+        "/api/v2/projects",
+        "/api",
+        "/api/v1/projects/x/y/z",
+    ] {
+        let response = app.client.get(app.url(path)).send().await.unwrap();
+        assert_error(response, StatusCode::NOT_FOUND, "NOT_FOUND").await;
+    }
+    let response = app
+        .client
+        .delete(app.url("/api/v1/signup"))
+        .send()
+        .await
+        .unwrap();
+    assert_error(
+        response,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "METHOD_NOT_ALLOWED",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn bodies_over_one_mebibyte_are_refused() {
+    let app = spawn_app().await;
+    let body = json!({ "email": unique_email(), "password": "x".repeat(1024 * 1024) });
+    let response = app.post_json("/api/v1/signup", &body).await;
+    assert_error(response, StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE").await;
+
+    // Also without a Content-Length (chunked upload).
+    let chunks: Vec<Result<hyper::body::Frame<bytes::Bytes>, std::io::Error>> = [
+        b"{\"message\": \"".to_vec(),
+        vec![b'a'; 1024 * 1024],
+        b"\"}".to_vec(),
+    ]
+    .into_iter()
+    .map(|chunk| Ok(hyper::body::Frame::data(bytes::Bytes::from(chunk))))
+    .collect();
+    let body = http_body_util::StreamBody::new(futures_util::stream::iter(chunks));
+    let user = app.signup().await;
+    let project = app.create_project(&user, "p").await;
+    let response = app
+        .client
+        .post(app.url("/api/v1/messages"))
+        .header("X-API-Key", &project.api_key)
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap(body))
+        .send()
+        .await
+        .unwrap();
+    assert_error(response, StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE").await;
+}
+
+#[tokio::test]
+async fn probes_report_health_and_readiness() {
+    let app = spawn_app().await;
+    let health = app.client.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
+
+    // With the database gone, the process is alive but not ready.
+    app.state.store.close().await;
+    let health = app.client.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_error(ready, StatusCode::SERVICE_UNAVAILABLE, "NOT_READY").await;
+}
+
+#[tokio::test]
+async fn metrics_are_prometheus_text() {
+    let app = spawn_app().await;
+    let response = app.client.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(content_type.starts_with("text/plain"), "{content_type}");
+}
+
+#[tokio::test]
+async fn internal_errors_are_opaque() {
+    let app = spawn_app().await;
+    let user = app.signup().await;
+    app.state.store.close().await;
+    let response = app
+        .authed(reqwest::Method::GET, "/api/v1/me", &user.token)
+        .send()
+        .await
+        .unwrap();
+    let error = assert_error(response, StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL").await;
+    assert_eq!(
+        error,
+        json!({ "code": "INTERNAL", "message": "internal error" })
+    );
+    let _: Value = error;
+}
