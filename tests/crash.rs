@@ -1,0 +1,223 @@
+//! Crash safety (issue 3): the real binary is SIGKILLed in the middle of a stream of
+//! signups, project creations and key regenerations; restarted on the same SQLite file,
+//! every acknowledged write is there, the database passes `PRAGMA integrity_check`, and
+//! a SIGTERM then stops the server cleanly with exit status 0.
+
+use reqwest::{Client, StatusCode};
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const PASSWORD: &str = "crash test password";
+
+/// Starts `roomcast` on port 0 and returns it with its base URL, read from the line it
+/// prints once listening.
+fn start(database_url: &str) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_roomcast"))
+        .args(["--bind", "127.0.0.1:0", "--database-url", database_url])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn roomcast");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let address = loop {
+        let line = lines
+            .next()
+            .expect("server exited before listening")
+            .expect("read stdout");
+        if let Some(address) = line.strip_prefix("listening on ") {
+            break address.to_owned();
+        }
+    };
+    // Keep draining stdout so the server never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    (child, address)
+}
+
+/// What the server acknowledged for one account.
+#[derive(Clone, Debug, Default)]
+struct Acked {
+    email: String,
+    token: String,
+    /// (project id, last acknowledged key, a regeneration was in flight when killed)
+    projects: Vec<(String, String, bool)>,
+}
+
+async fn stream_writes(client: Client, base: String, worker: usize, acked: Arc<Mutex<Vec<Acked>>>) {
+    for round in 0.. {
+        let email = format!("crash-{worker}-{round}@example.com");
+        let Ok(response) = client
+            .post(format!("{base}/api/v1/signup"))
+            .json(&json!({ "email": email, "password": PASSWORD }))
+            .send()
+            .await
+        else {
+            return;
+        };
+        if response.status() != StatusCode::CREATED {
+            return;
+        }
+        let Ok(body) = response.json::<Value>().await else {
+            return;
+        };
+        let token = body["token"].as_str().unwrap_or_default().to_owned();
+        let slot = {
+            let mut acked = acked.lock().unwrap();
+            acked.push(Acked {
+                email,
+                token: token.clone(),
+                projects: Vec::new(),
+            });
+            acked.len() - 1
+        };
+        for p in 0..2 {
+            let create = client
+                .post(format!("{base}/api/v1/projects"))
+                .bearer_auth(&token)
+                .json(&json!({ "name": format!("p{p}") }))
+                .send()
+                .await;
+            let Ok(response) = create else { return };
+            let Ok(body) = response.json::<Value>().await else {
+                return;
+            };
+            let id = body["project"]["id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            let key = body["api_key"].as_str().unwrap_or_default().to_owned();
+            let index = {
+                let mut acked = acked.lock().unwrap();
+                acked[slot].projects.push((id.clone(), key, false));
+                acked[slot].projects.len() - 1
+            };
+            for _ in 0..3 {
+                acked.lock().unwrap()[slot].projects[index].2 = true;
+                let regenerate = client
+                    .post(format!("{base}/api/v1/projects/{id}/regenerate-key"))
+                    .bearer_auth(&token)
+                    .send()
+                    .await;
+                let Ok(response) = regenerate else { return };
+                let Ok(body) = response.json::<Value>().await else {
+                    return;
+                };
+                let Some(key) = body["api_key"].as_str() else {
+                    return;
+                };
+                let mut acked = acked.lock().unwrap();
+                acked[slot].projects[index].1 = key.to_owned();
+                acked[slot].projects[index].2 = false;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_writes_survive_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("crash.db");
+    let url = format!("sqlite://{}", path.display());
+    let client = Client::new();
+
+    let (mut server, base) = start(&url);
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let workers: Vec<_> = (0..4)
+        .map(|worker| {
+            tokio::spawn(stream_writes(
+                client.clone(),
+                base.clone(),
+                worker,
+                acked.clone(),
+            ))
+        })
+        .collect();
+    // Kill once a fair amount of work was acknowledged, while writes are in flight.
+    loop {
+        let projects: usize = acked
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|a: &Acked| a.projects.len())
+            .sum();
+        if projects >= 12 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.kill().expect("SIGKILL");
+    server.wait().expect("reaped");
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+
+    let (mut server, base) = start(&url);
+    let mut checked_keys = 0;
+    for account in &acked {
+        let login = client
+            .post(format!("{base}/api/v1/login"))
+            .json(&json!({ "email": account.email, "password": PASSWORD }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(login.status(), StatusCode::OK, "{}", account.email);
+        let list: Value = client
+            .get(format!("{base}/api/v1/projects"))
+            .bearer_auth(&account.token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let listed = list["projects"]
+            .as_array()
+            .expect("session survived the crash");
+        for (id, key, regenerating) in &account.projects {
+            let project = listed
+                .iter()
+                .find(|p| p["id"] == id.as_str())
+                .unwrap_or_else(|| panic!("project {id} lost"));
+            let published = client
+                .post(format!("{base}/api/v1/messages"))
+                .header("X-API-Key", key)
+                .json(&json!({ "message": "after the crash" }))
+                .send()
+                .await
+                .unwrap();
+            if project["key_prefix"] == key[..11] {
+                assert_eq!(published.status(), StatusCode::ACCEPTED);
+                checked_keys += 1;
+            } else {
+                // Only an unacknowledged regeneration may have replaced the acknowledged key.
+                assert!(regenerating, "acknowledged key of {id} was lost");
+                assert_eq!(published.status(), StatusCode::UNAUTHORIZED);
+            }
+        }
+    }
+    assert!(checked_keys >= 8, "only {checked_keys} keys checked");
+
+    // SIGTERM: clean stop with status 0.
+    let pid = server.id().to_string();
+    let status = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill -TERM");
+    assert!(status.success());
+    let exit = tokio::task::spawn_blocking(move || server.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(exit.code(), Some(0));
+
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let (check,): (String,) = sqlx::query_as("PRAGMA integrity_check")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(check, "ok");
+}
