@@ -46,9 +46,14 @@ pub async fn spawn_app() -> TestApp {
 }
 
 /// A server with extra command-line flags, e.g. `&["--trust-proxy"]`.
+///
+/// The database is a fresh SQLite file, or the PostgreSQL database named by
+/// `ROOMCAST_TEST_API_POSTGRES_URL` when set (tests only ever touch their own unique
+/// accounts, so they can share it).
 pub async fn spawn_app_with(flags: &[&str]) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
-    let url = format!("sqlite://{}", dir.path().join("roomcast.db").display());
+    let url = std::env::var("ROOMCAST_TEST_API_POSTGRES_URL")
+        .unwrap_or_else(|_| format!("sqlite://{}", dir.path().join("roomcast.db").display()));
     let mut args = vec!["roomcast", "--bind", "127.0.0.1:0", "--database-url", &url];
     args.extend_from_slice(flags);
     let config = Config::parse_from(args);
