@@ -1,0 +1,117 @@
+#!/usr/bin/env python3
+"""Reads the load generator's JSON reports under a results folder and prints, per
+scenario, the median of each figure over the rounds for every server and its ratio to
+roomcast's (a ratio > 1 means the peer's figure is higher).
+
+File names are <scenario>--<server>--r<round>.json, as bench/run writes them. Scenario
+names given after the folder set the order of the tables.
+
+usage: summarize.py RESULTS_DIR [SCENARIO ...]
+"""
+import json
+import pathlib
+import statistics
+import sys
+
+# (label, path into the report, scale, better): better is "high" or "low".
+S1 = [
+    ("conn made", ("connections", "made"), 1, "high"),
+    ("connects/s", ("connections", "connects_per_sec"), 1, "high"),
+    ("handshake p50 ms", ("connections", "handshake_us", "p50"), 1e-3, "low"),
+    ("handshake p99 ms", ("connections", "handshake_us", "p99"), 1e-3, "low"),
+    ("RSS/conn KB", ("server", "rss_per_conn_bytes"), 1e-3, "low"),
+]
+MSG = [
+    ("deliveries/s", ("messages", "deliveries_per_sec"), 1, "high"),
+    ("deliveries/CPU-s", ("server", "deliveries_per_cpu_sec"), 1, "high"),
+    ("CPU-s/100k", ("server", "cpu_secs_per_100k_deliveries"), 1, "low"),
+    ("lost", ("messages", "lost"), 1, "low"),
+    ("out of order", ("messages", "out_of_order"), 1, "low"),
+    ("p50 ms", ("messages", "latency_us", "p50"), 1e-3, "low"),
+    ("p99 ms", ("messages", "latency_us", "p99"), 1e-3, "low"),
+    ("max ms", ("messages", "latency_us", "max"), 1e-3, "low"),
+]
+SERVER_ORDER = ["roomcast", "socketioxide", "node"]
+
+
+def get(report, path):
+    v = report
+    for k in path:
+        if not isinstance(v, dict) or v.get(k) is None:
+            return None
+        v = v[k]
+    return v
+
+
+def fmt(v):
+    if v is None:
+        return "–"
+    if abs(v) >= 1000:
+        return f"{v:,.0f}"
+    if abs(v) >= 10:
+        return f"{v:.1f}"
+    return f"{v:.2f}"
+
+
+def main():
+    root = pathlib.Path(sys.argv[1])
+    runs = {}
+    for f in sorted(root.glob("*--*--r*.json")):
+        scenario, server, _ = f.stem.split("--")
+        try:
+            report = json.loads(f.read_text())
+        except json.JSONDecodeError:
+            continue
+        runs.setdefault(scenario, {}).setdefault(server, []).append(report)
+    if not runs:
+        print(f"no reports under {root}")
+        return
+    out = []
+    summary = {}
+    order = sys.argv[2:]
+    rank = lambda s: (order.index(s) if s in order else len(order), s)
+    for scenario in sorted(runs, key=rank):
+        servers = sorted(runs[scenario], key=lambda s: SERVER_ORDER.index(s) if s in SERVER_ORDER else 9)
+        metrics = S1 if scenario.startswith("s1") else MSG
+        out.append(f"\n### {scenario}\n")
+        out.append("| figure | " + " | ".join(f"{s} (n={len(runs[scenario][s])})" for s in servers) + " |")
+        out.append("|---|" + "---|" * len(servers))
+        medians = {}
+        for label, path, scale, _better in metrics:
+            row = []
+            for s in servers:
+                vals = [get(r, path) for r in runs[scenario][s]]
+                vals = [v * scale for v in vals if v is not None]
+                m = statistics.median(vals) if vals else None
+                medians.setdefault(s, {})[label] = m
+                row.append(m)
+            base = medians.get("roomcast", {}).get(label)
+            cells = []
+            for s, m in zip(servers, row):
+                cell = fmt(m)
+                if s != "roomcast" and base and m is not None and base != 0:
+                    cell += f" ({m / base:.2f}×)"
+                cells.append(cell)
+            out.append(f"| {label} | " + " | ".join(cells) + " |")
+        warnings = []
+        for s in servers:
+            sat = sum(1 for r in runs[scenario][s] if get(r, ("loadgen", "saturated")))
+            busy = sum(1 for r in runs[scenario][s] if get(r, ("machine", "busy")))
+            failed = sum(get(r, ("connections", "failed")) or 0 for r in runs[scenario][s])
+            if sat:
+                warnings.append(f"{s}: load generator saturated in {sat} run(s)")
+            if busy:
+                warnings.append(f"{s}: other processes busy (>10% of a core) in {busy} run(s)")
+            if failed:
+                warnings.append(f"{s}: {failed} failed connection(s) over all rounds")
+        for w in warnings:
+            out.append(f"\n> ! {w}")
+        summary[scenario] = medians
+    text = "\n".join(out)
+    print(text)
+    (root / "summary.md").write_text(text + "\n")
+    (root / "summary.json").write_text(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()
