@@ -5,13 +5,15 @@
 //! `TokioIo<TcpStream>` (the engine takes the raw stream back after a WebSocket upgrade to
 //! read without per-connection buffers) and so `TCP_NODELAY` is set on every socket.
 
+use axum::extract::ConnectInfo;
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto::Builder;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use std::future::Future;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tower::Service;
 
 /// Serves `router` on `listener` until `shutdown` resolves, then stops accepting and waits
 /// (at most `drain`) for in-flight HTTP requests to finish.
@@ -21,11 +23,17 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
     drain: Duration,
 ) {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let builder = Builder::new(TokioExecutor::new());
+    // Every connection task holds a receiver; once all are gone, draining is over.
+    let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
+    // HTTP/1.1 only: browsers speak HTTP/2 only over TLS, which a proxy in front of us
+    // terminates, and hyper's protocol sniffing would wrap the stream in a type the
+    // WebSocket upgrade cannot take back.
+    let mut builder = http1::Builder::new();
+    builder.timer(TokioTimer::new());
+    builder.header_read_timeout(Duration::from_secs(30));
     tokio::pin!(shutdown);
     loop {
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(error) => {
@@ -38,15 +46,31 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(router.clone());
+        // Each request carries the peer address, as axum's `ConnectInfo` extractor expects.
+        let router = router.clone();
+        let service = TowerToHyperService::new(tower::service_fn(
+            move |mut request: http::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(ConnectInfo(peer));
+                let mut router = router.clone();
+                async move { router.call(request).await }
+            },
+        ));
         let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let conn = graceful.watch(conn);
+            .serve_connection(TokioIo::new(stream), service)
+            .with_upgrades();
+        let mut stopping = stopping_rx.clone();
         tokio::spawn(async move {
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => return,
+                _ = stopping.wait_for(|stop| *stop) => {}
+            }
+            conn.as_mut().graceful_shutdown();
             let _ = conn.await;
         });
     }
     drop(listener);
-    let _ = tokio::time::timeout(drain, graceful.shutdown()).await;
+    drop(stopping_rx);
+    let _ = stopping_tx.send(true);
+    let _ = tokio::time::timeout(drain, stopping_tx.closed()).await;
 }

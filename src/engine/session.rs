@@ -1,0 +1,266 @@
+//! One Engine.IO session: its transport phase (a small state machine), its outbound queue
+//! and its heartbeat. Transports and the application reach the client only through here.
+//!
+//! Sending never blocks and never waits on the network: a frame is appended to the
+//! session's outbox and whoever carries the transport (the WebSocket task or a pending
+//! long-poll) is woken. A client whose unsent backlog passes the bound is closed, so one
+//! slow reader cannot grow our memory or hold up its room.
+
+use super::eio_packet::{OutFrame, CLOSE, PING};
+use parking_lot::Mutex;
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, Notify};
+
+/// Why a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The client sent a close packet or closed its WebSocket.
+    ClientClose,
+    /// The transport failed (connection reset, EOF).
+    TransportError,
+    /// No pong within `pingTimeout`.
+    PingTimeout,
+    /// The client broke the protocol (malformed packet, oversize payload…).
+    ProtocolError,
+    /// The unsent backlog passed the configured bound.
+    SlowConsumer,
+    /// A second long-poll arrived while one was pending.
+    DuplicatePoll,
+    /// The application never completed its handshake in time.
+    HandshakeTimeout,
+    /// The server closed it (shutdown, or the application asked).
+    ServerClose,
+}
+
+/// Where the session's transport stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Long-polling; no WebSocket yet.
+    Polling,
+    /// A WebSocket has sent the probe; polls are answered at once.
+    Upgrading,
+    /// The WebSocket carries everything.
+    WebSocket,
+    /// Gone.
+    Closed(CloseReason),
+}
+
+/// What happened to a frame handed to [`Session::send`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendOutcome {
+    /// Queued for the client.
+    Queued,
+    /// The session is closed; nothing was queued.
+    Closed,
+    /// The frame pushed the backlog over the bound: the session is now closed.
+    Overflow,
+}
+
+/// Facts about the request that opened the session, for the application's auth hook.
+#[derive(Debug, Clone, Default)]
+pub struct ConnInfo {
+    /// The `Origin` header, if the client sent one.
+    pub origin: Option<Box<str>>,
+    /// The peer address.
+    pub remote: Option<SocketAddr>,
+}
+
+pub(crate) struct Core {
+    pub(crate) phase: Phase,
+    pub(crate) outbox: VecDeque<OutFrame>,
+    backlog: usize,
+    pub(crate) poll_waiting: bool,
+    pub(crate) ws_attached: bool,
+    next_ping: Instant,
+    pong_deadline: Option<Instant>,
+    established: bool,
+    /// Close once the outbox has been written (a graceful server close).
+    pub(crate) close_when_flushed: Option<CloseReason>,
+}
+
+/// An Engine.IO session, shared by its transports and the application.
+pub struct Session<S> {
+    sid: Box<str>,
+    pub(crate) core: Mutex<Core>,
+    pub(crate) notify: Notify,
+    /// Serialises inbound processing so packets are handled in arrival order even when
+    /// a long-poll POST and the WebSocket overlap during an upgrade.
+    pub(crate) inbound: tokio::sync::Mutex<()>,
+    max_backlog: usize,
+    created: Instant,
+    closed_tx: mpsc::UnboundedSender<Box<str>>,
+    info: ConnInfo,
+    /// The application's per-session state.
+    pub state: S,
+}
+
+impl<S> Session<S> {
+    pub(crate) fn new(
+        sid: Box<str>,
+        phase: Phase,
+        info: ConnInfo,
+        ping_interval: Duration,
+        max_backlog: usize,
+        closed_tx: mpsc::UnboundedSender<Box<str>>,
+        state: S,
+    ) -> Self {
+        let now = Instant::now();
+        Self {
+            sid,
+            core: Mutex::new(Core {
+                phase,
+                outbox: VecDeque::new(),
+                backlog: 0,
+                poll_waiting: false,
+                ws_attached: phase == Phase::WebSocket,
+                next_ping: now + ping_interval,
+                pong_deadline: None,
+                established: false,
+                close_when_flushed: None,
+            }),
+            notify: Notify::new(),
+            inbound: tokio::sync::Mutex::new(()),
+            max_backlog,
+            created: now,
+            closed_tx,
+            info,
+            state,
+        }
+    }
+
+    /// The Engine.IO session id.
+    pub fn sid(&self) -> &str {
+        &self.sid
+    }
+
+    /// The request facts captured at the handshake.
+    pub fn info(&self) -> &ConnInfo {
+        &self.info
+    }
+
+    /// Queues a frame for the client without waiting.
+    pub fn send(&self, frame: OutFrame) -> SendOutcome {
+        let mut core = self.core.lock();
+        if matches!(core.phase, Phase::Closed(_)) || core.close_when_flushed.is_some() {
+            return SendOutcome::Closed;
+        }
+        core.backlog += frame.len();
+        if core.backlog > self.max_backlog {
+            self.close_locked(&mut core, CloseReason::SlowConsumer);
+            return SendOutcome::Overflow;
+        }
+        let wake = core.outbox.is_empty();
+        core.outbox.push_back(frame);
+        drop(core);
+        if wake {
+            self.notify.notify_one();
+        }
+        SendOutcome::Queued
+    }
+
+    /// Closes the session now; queued frames are dropped.
+    pub fn close(&self, reason: CloseReason) {
+        let mut core = self.core.lock();
+        self.close_locked(&mut core, reason);
+    }
+
+    /// Closes the session once everything queued so far has reached the transport.
+    pub fn close_when_flushed(&self, reason: CloseReason) {
+        let mut core = self.core.lock();
+        if matches!(core.phase, Phase::Closed(_)) || core.close_when_flushed.is_some() {
+            return;
+        }
+        if core.phase != Phase::WebSocket {
+            // Long-polling learns of the close from a close packet after the data.
+            core.outbox.push_back(CLOSE);
+        }
+        core.close_when_flushed = Some(reason);
+        drop(core);
+        self.notify.notify_one();
+    }
+
+    pub(crate) fn close_locked(&self, core: &mut Core, reason: CloseReason) {
+        if matches!(core.phase, Phase::Closed(_)) {
+            return;
+        }
+        core.phase = Phase::Closed(reason);
+        core.outbox = VecDeque::new();
+        core.backlog = 0;
+        // The engine's reaper removes the session and tells the application; doing it
+        // here could re-enter locks held by whoever called `send`.
+        let _ = self.closed_tx.send(self.sid.clone());
+        self.notify.notify_one();
+    }
+
+    /// Whether the session has ended.
+    pub fn is_closed(&self) -> bool {
+        matches!(self.core.lock().phase, Phase::Closed(_))
+    }
+
+    /// The current phase.
+    pub fn phase(&self) -> Phase {
+        self.core.lock().phase
+    }
+
+    /// The application finished its own handshake (a Socket.IO CONNECT succeeded), so the
+    /// handshake deadline no longer applies.
+    pub fn mark_established(&self) {
+        self.core.lock().established = true;
+    }
+
+    /// Takes everything queued; returns the frames and whether a graceful close is due
+    /// once they are written.
+    pub(crate) fn take_outbox(&self) -> (VecDeque<OutFrame>, Option<CloseReason>) {
+        let mut core = self.core.lock();
+        core.backlog = 0;
+        (std::mem::take(&mut core.outbox), core.close_when_flushed)
+    }
+
+    /// A pong arrived: schedule the next ping.
+    pub(crate) fn on_pong(&self, ping_interval: Duration) {
+        let mut core = self.core.lock();
+        core.pong_deadline = None;
+        core.next_ping = Instant::now() + ping_interval;
+    }
+
+    /// Heartbeat and deadline bookkeeping, run by the engine's ticker and before serving a
+    /// request (so an expired session is never answered as alive).
+    pub(crate) fn tick(
+        &self,
+        now: Instant,
+        ping_timeout: Duration,
+        handshake_timeout: Option<Duration>,
+    ) {
+        let mut core = self.core.lock();
+        if matches!(core.phase, Phase::Closed(_)) {
+            return;
+        }
+        if let Some(deadline) = core.pong_deadline {
+            if now >= deadline {
+                self.close_locked(&mut core, CloseReason::PingTimeout);
+            }
+            return;
+        }
+        if let Some(limit) = handshake_timeout {
+            if !core.established && now.duration_since(self.created) >= limit {
+                self.close_locked(&mut core, CloseReason::HandshakeTimeout);
+                return;
+            }
+        }
+        if now >= core.next_ping {
+            // The deadline runs from when the ping was due, not from when the ticker got
+            // to it, so a session expires exactly pingInterval + pingTimeout after its
+            // last pong.
+            core.pong_deadline = Some(core.next_ping + ping_timeout);
+            let wake = core.outbox.is_empty();
+            core.backlog += PING.len();
+            core.outbox.push_back(PING);
+            drop(core);
+            if wake {
+                self.notify.notify_one();
+            }
+        }
+    }
+}
