@@ -96,6 +96,7 @@ impl App {
         Router::new()
             .merge(api)
             .merge(http::probes::router())
+            .merge(crate::dashboard::router())
             .fallback(|| async { ApiError::NotFound })
             .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
             .layer(tower_http::trace::TraceLayer::new_for_http())

@@ -10,6 +10,7 @@
 //! - [`realtime`]: roomcast on the engine: API-key auth, one room per project, the relay.
 //! - [`platform`]: domain rules for accounts, sessions, projects and keys.
 //! - [`http`]: the accept loop and REST handlers, one file per resource.
+//! - [`dashboard`]: server-rendered pages for people (sign up, projects, keys, live console).
 //! - [`store`]: accounts, sessions and projects in SQLite or PostgreSQL.
 //! - [`app`]: `AppState`, building the app and the one place where routes are mounted.
 //! - [`config`]: every setting with its flag, env var and default.
@@ -18,6 +19,7 @@
 
 pub mod app;
 pub mod config;
+pub mod dashboard;
 pub mod engine;
 pub mod error;
 pub mod http;
