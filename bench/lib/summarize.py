@@ -104,6 +104,12 @@ def main():
                 warnings.append(f"{s}: other processes busy (>10% of a core) in {busy} run(s)")
             if failed:
                 warnings.append(f"{s}: {failed} failed connection(s) over all rounds")
+            errors = {}
+            for r in runs[scenario][s]:
+                for code, n in (get(r, ("messages", "server_errors")) or {}).items():
+                    errors[code] = errors.get(code, 0) + n
+            if errors:
+                warnings.append(f"{s}: server error events {errors}")
         for w in warnings:
             out.append(f"\n> ! {w}")
         summary[scenario] = medians

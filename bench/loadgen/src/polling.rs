@@ -282,6 +282,7 @@ pub async fn run(ctx: Rc<Ctx>, role: Role, client: PollClient) {
                     Packet::Ping => {
                         let _ = pong_tx.send(());
                     }
+                    Packet::ServerError(code) => ctx.stats.borrow_mut().server_error(code),
                     Packet::Close | Packet::Disconnect => {
                         if !*ctx.stop.borrow() {
                             ctx.stats.borrow_mut().disconnects += 1;

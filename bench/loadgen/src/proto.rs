@@ -23,6 +23,9 @@ pub enum Packet<'a> {
     /// A `message` event whose argument is a string: the string (borrowed on the fast
     /// path, so a delivery costs no allocation).
     Message(Cow<'a, str>),
+    /// The server's `error` event (`42["error",{"code":…}]`): its code. roomcast sends
+    /// these for refused messages (rate limits, sizes), which a benchmark must surface.
+    ServerError(String),
     /// Socket.IO DISCONNECT (`41`).
     Disconnect,
     /// Anything else (NOOP, pong, other events, the server's `error` event).
@@ -85,6 +88,14 @@ fn parse_event(text: &str) -> Packet<'_> {
             serde_json::Value::String(s) => Packet::Message(Cow::Owned(s.clone())),
             _ => Packet::Other,
         },
+        Ok(args) if !args.is_empty() && args[0] == "error" => {
+            let code = args
+                .get(1)
+                .and_then(|e| e.get("code"))
+                .and_then(|c| c.as_str())
+                .unwrap_or("unknown");
+            Packet::ServerError(code.chars().take(40).collect())
+        }
         _ => Packet::Other,
     }
 }
@@ -181,7 +192,14 @@ mod tests {
             Packet::Message("ack".into())
         );
         assert_eq!(parse(r#"42["message",5]"#), Packet::Other);
-        assert_eq!(parse(r#"42["error",{"code":"X"}]"#), Packet::Other);
+        assert_eq!(
+            parse(r#"42["error",{"code":"RATE_LIMITED","retry_after_ms":5}]"#),
+            Packet::ServerError("RATE_LIMITED".into())
+        );
+        assert_eq!(
+            parse(r#"42["error"]"#),
+            Packet::ServerError("unknown".into())
+        );
         assert_eq!(parse("42[not json"), Packet::Other);
     }
 

@@ -38,6 +38,8 @@ pub struct Stats {
     pub disconnects: u64,
     /// Sends that failed on an open socket.
     pub send_errors: u64,
+    /// `error` events from the server, by code (e.g. `RATE_LIMITED`).
+    pub server_errors: BTreeMap<String, u64>,
 }
 
 impl Stats {
@@ -58,12 +60,18 @@ impl Stats {
             last_delivery: None,
             disconnects: 0,
             send_errors: 0,
+            server_errors: BTreeMap::new(),
         }
     }
 
     /// Records a failed connection attempt.
     pub fn fail(&mut self, reason: impl Into<String>) {
         *self.failures.entry(reason.into()).or_default() += 1;
+    }
+
+    /// Records an `error` event from the server.
+    pub fn server_error(&mut self, code: String) {
+        *self.server_errors.entry(code).or_default() += 1;
     }
 
     /// Connections that failed.

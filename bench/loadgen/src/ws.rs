@@ -102,6 +102,7 @@ pub async fn run(ctx: Rc<Ctx>, role: Role, mut ws: Ws) {
                         closed_by_server = true;
                         break;
                     }
+                    Packet::ServerError(code) => ctx.stats.borrow_mut().server_error(code),
                     Packet::Close | Packet::Disconnect => {
                         closed_by_server = true;
                         break;
