@@ -8,7 +8,7 @@ use crate::config::Config;
 use crate::error::ApiError;
 use crate::http;
 use crate::platform::{Platform, PlatformConfig, StoreDirectory};
-use crate::realtime::Realtime;
+use crate::realtime::{Realtime, RealtimeConfig};
 use crate::store::Store;
 use anyhow::Context;
 use axum::extract::DefaultBodyLimit;
@@ -60,8 +60,20 @@ impl App {
     /// Builds the app over an already migrated store.
     pub fn with_store(config: Config, store: Store) -> anyhow::Result<Self> {
         let limits = config.limits();
+        // Install the metrics recorder before anything creates metric handles.
+        let metrics = crate::telemetry::metrics_handle();
         let directory = Arc::new(StoreDirectory::new(store.clone(), limits.clone()));
-        let realtime = Realtime::new(limits.clone(), directory);
+        let realtime = Realtime::new(
+            RealtimeConfig {
+                limits: limits.clone(),
+                ping_interval: Duration::from_millis(config.ping_interval_ms),
+                ping_timeout: Duration::from_millis(config.ping_timeout_ms),
+                max_payload: config.max_payload_bytes,
+                max_backlog: config.max_backlog_bytes,
+                cors_origins: config.cors_origins.clone(),
+            },
+            directory,
+        );
         let platform = Platform::new(
             store.clone(),
             realtime.clone(),
@@ -76,7 +88,7 @@ impl App {
             store,
             realtime,
             config: Arc::new(config),
-            metrics: crate::telemetry::metrics_handle(),
+            metrics,
         };
         Ok(Self { state })
     }
@@ -113,6 +125,13 @@ impl App {
     ) -> anyhow::Result<()> {
         let address = listener.local_addr().context("reading the bound address")?;
         tracing::info!(%address, "serving");
+        let realtime = self.state.realtime.clone();
+        let shutdown = async move {
+            shutdown.await;
+            // Close every client transport first: long-polls return, WebSockets get a
+            // close frame, and socket.io clients reconnect by themselves (elsewhere).
+            realtime.close_all();
+        };
         http::serve::serve(listener, self.router(), shutdown, DRAIN).await;
         self.state.store.close().await;
         tracing::info!("stopped");

@@ -256,7 +256,9 @@ impl Platform {
         if !replaced {
             return Err(PlatformError::NotFound);
         }
-        self.inner.realtime.revoke_project(&record.id);
+        self.inner
+            .realtime
+            .revoke_project(&record.id, Some(key.hash()));
         tracing::info!(user = %user.id, project = %record.id, "API key regenerated");
         record.key_prefix = key.display_prefix().to_owned();
         Ok((self.to_project(record), key))
@@ -268,7 +270,7 @@ impl Platform {
         if !self.inner.store.delete_project(&user.id, &id).await? {
             return Err(PlatformError::NotFound);
         }
-        self.inner.realtime.revoke_project(&id);
+        self.inner.realtime.revoke_project(&id, None);
         tracing::info!(user = %user.id, project = %id, "project deleted");
         Ok(())
     }

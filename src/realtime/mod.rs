@@ -3,12 +3,24 @@
 //!
 //! The platform layer talks to this module only through [`Realtime`]'s methods and the
 //! [`KeyDirectory`] trait it implements; nothing here touches the database directly.
-//! (Work in progress: the engine wiring lands with the realtime-engine issue.)
+//! Keys resolve through an in-memory cache (key hash → project) that revocation clears,
+//! so neither a message nor a reconnect with a known key costs a database round trip.
 
+mod handler;
+mod project;
+
+use crate::engine::{
+    BinaryPolicy, Cors, EioConfig, Namespace, OutFrame, SioConfig, Socket, SocketIo,
+};
 use crate::platform::types::{Limits, ProjectId, ProjectSettings};
+use handler::{Client, Rejection, RoomcastHandler};
+use parking_lot::RwLock;
+use project::ProjectState;
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 /// What a live API key grants: the project it belongs to and that project's settings.
 #[derive(Clone, Debug)]
@@ -59,19 +71,135 @@ pub struct ProjectStats {
     pub messages_rejected: u64,
 }
 
+/// Transport settings of the Socket.IO endpoint.
+#[derive(Clone, Debug)]
+pub struct RealtimeConfig {
+    /// Server-wide limits (SPEC §4).
+    pub limits: Limits,
+    /// Time between pings.
+    pub ping_interval: Duration,
+    /// Time allowed for a pong.
+    pub ping_timeout: Duration,
+    /// Engine.IO `maxPayload`.
+    pub max_payload: usize,
+    /// Unsent bytes a client may accumulate before it is disconnected.
+    pub max_backlog: usize,
+    /// Browser origins allowed by CORS; empty reflects any origin.
+    pub cors_origins: Vec<String>,
+}
+
+impl RealtimeConfig {
+    /// SPEC defaults with these limits.
+    pub fn with_limits(limits: Limits) -> Self {
+        Self {
+            limits,
+            ping_interval: Duration::from_millis(25_000),
+            ping_timeout: Duration::from_millis(20_000),
+            max_payload: 1_000_000,
+            max_backlog: 1 << 20,
+            cors_origins: Vec::new(),
+        }
+    }
+}
+
+/// State shared by the handler and the [`Realtime`] handle.
+pub(crate) struct Shared {
+    limits: Limits,
+    directory: Arc<dyn KeyDirectory>,
+    /// Key hash → project, for every key seen live.
+    keys: RwLock<HashMap<[u8; 32], Arc<ProjectState>>>,
+    projects: RwLock<HashMap<ProjectId, Arc<ProjectState>>>,
+    namespace: OnceLock<Arc<Namespace<Client>>>,
+}
+
+impl Shared {
+    fn project(&self, id: &ProjectId, settings: &ProjectSettings) -> Arc<ProjectState> {
+        if let Some(project) = self.projects.read().get(id) {
+            return project.clone();
+        }
+        self.projects
+            .write()
+            .entry(id.clone())
+            .or_insert_with(|| Arc::new(ProjectState::new(id.clone(), settings)))
+            .clone()
+    }
+
+    /// The live project of a key hash: from the cache, else from the directory.
+    async fn resolve_hash(&self, key_hash: [u8; 32]) -> anyhow::Result<Option<Arc<ProjectState>>> {
+        if let Some(project) = self.keys.read().get(&key_hash) {
+            return Ok(Some(project.clone()));
+        }
+        let Some(access) = self.directory.find_by_key_hash(key_hash).await? else {
+            return Ok(None);
+        };
+        let project = self.project(&access.project_id, &access.settings);
+        project.apply(&access.settings);
+        if !project.key_is_live(&key_hash) {
+            return Ok(None); // revoked while we were looking it up
+        }
+        self.keys.write().insert(key_hash, project.clone());
+        Ok(Some(project))
+    }
+
+    fn broadcast(
+        &self,
+        project: &ProjectState,
+        frame: &OutFrame,
+        except: Option<&Socket<Client>>,
+    ) -> u64 {
+        let Some(namespace) = self.namespace.get() else {
+            return 0;
+        };
+        let delivered = namespace.broadcast(&project.room, frame, except) as u64;
+        project.count_delivered(delivered);
+        delivered
+    }
+}
+
 /// Handle to the realtime side, cheap to clone.
 #[derive(Clone)]
 pub struct Realtime {
-    #[allow(dead_code)]
-    limits: Limits,
-    #[allow(dead_code)]
-    directory: Arc<dyn KeyDirectory>,
+    shared: Arc<Shared>,
+    io: SocketIo<RoomcastHandler>,
 }
 
 impl Realtime {
-    /// Builds the realtime side over a key directory.
-    pub fn new(limits: Limits, directory: Arc<dyn KeyDirectory>) -> Self {
-        Self { limits, directory }
+    /// Builds the realtime side over a key directory (inside a Tokio runtime).
+    pub fn new(config: RealtimeConfig, directory: Arc<dyn KeyDirectory>) -> Self {
+        let shared = Arc::new(Shared {
+            limits: config.limits.clone(),
+            directory,
+            keys: RwLock::new(HashMap::new()),
+            projects: RwLock::new(HashMap::new()),
+            namespace: OnceLock::new(),
+        });
+        let cors = if config.cors_origins.is_empty() {
+            Cors::AnyOrigin
+        } else {
+            Cors::List(config.cors_origins.clone())
+        };
+        let sio = SioConfig {
+            eio: EioConfig {
+                ping_interval: config.ping_interval,
+                ping_timeout: config.ping_timeout,
+                max_payload: config.max_payload,
+                max_backlog: config.max_backlog,
+                cors,
+                ..EioConfig::default()
+            },
+            binary: BinaryPolicy::Refuse,
+            ..SioConfig::default()
+        };
+        let io = SocketIo::new(
+            sio,
+            RoomcastHandler {
+                shared: shared.clone(),
+            },
+        );
+        if let Some(root) = io.namespace("/") {
+            let _ = shared.namespace.set(root.clone());
+        }
+        Self { shared, io }
     }
 
     /// The SHA-256 of an API key, as stored and as looked up.
@@ -82,36 +210,124 @@ impl Realtime {
 
     /// Resolves an API key (cached in memory; the directory is asked on a miss).
     pub async fn resolve_key(&self, api_key: &str) -> anyhow::Result<Option<ProjectAccess>> {
-        self.directory
-            .find_by_key_hash(Self::hash_key(api_key))
-            .await
+        let Some(project) = self.shared.resolve_hash(Self::hash_key(api_key)).await? else {
+            return Ok(None);
+        };
+        Ok(Some(ProjectAccess {
+            project_id: project.id.clone(),
+            settings: project.settings(),
+        }))
     }
 
     /// Broadcasts `message` to every socket of the project's room; returns the copies sent.
-    pub fn publish(&self, _project: &ProjectAccess, _message: &str) -> Result<u64, PublishError> {
-        Ok(0)
+    pub fn publish(&self, access: &ProjectAccess, message: &str) -> Result<u64, PublishError> {
+        let project = self.shared.project(&access.project_id, &access.settings);
+        if project.is_provisional() {
+            project.apply(&access.settings);
+        }
+        project.count_received();
+        let limit = project.max_message_bytes();
+        let refused = if message.len() > limit as usize {
+            Some(Rejection::MessageTooLarge(limit))
+        } else {
+            project
+                .take_project_token(Instant::now())
+                .err()
+                .map(Rejection::RateLimited)
+        };
+        if let Some(rejection) = refused {
+            project.count_rejected();
+            metrics::counter!("roomcast_messages_rejected_total", "reason" => rejection.code())
+                .increment(1);
+            return Err(match rejection {
+                Rejection::MessageTooLarge(limit) => PublishError::MessageTooLarge { limit },
+                Rejection::RateLimited(retry_after_ms) => {
+                    PublishError::RateLimited { retry_after_ms }
+                }
+                _ => unreachable!("only size and rate are checked here"),
+            });
+        }
+        let literal = serde_json::to_string(message).unwrap_or_default();
+        let frame = handler::message_frame(&literal);
+        let delivered = self.shared.broadcast(&project, &frame, None);
+        if project.has_watchers() {
+            project.feed(message.into());
+        }
+        Ok(delivered)
     }
 
-    /// The project's key was regenerated or the project deleted: forget cached keys and
-    /// disconnect its sockets with `API_KEY_REVOKED`.
-    pub fn revoke_project(&self, _project: &ProjectId) {}
+    /// The project's key was regenerated (`surviving` is the new key's hash) or the
+    /// project deleted (`None`): forget its old keys and disconnect every socket that
+    /// used one, with `API_KEY_REVOKED`.
+    pub fn revoke_project(&self, project_id: &ProjectId, surviving: Option<[u8; 32]>) {
+        let revoked: Vec<[u8; 32]> = {
+            let mut keys = self.shared.keys.write();
+            let old: Vec<_> = keys
+                .iter()
+                .filter(|(hash, p)| p.id == *project_id && Some(**hash) != surviving)
+                .map(|(hash, _)| *hash)
+                .collect();
+            for hash in &old {
+                keys.remove(hash);
+            }
+            old
+        };
+        let project = self.shared.projects.read().get(project_id).cloned();
+        let Some(project) = project else { return };
+        project.revoke(&revoked, surviving.is_none());
+        if surviving.is_none() {
+            self.shared.projects.write().remove(project_id);
+        }
+        let Some(namespace) = self.shared.namespace.get() else {
+            return;
+        };
+        for socket in namespace.sockets_in(&project.room) {
+            if Some(socket.data.key_hash) != surviving {
+                handler::reject(&socket, Rejection::ApiKeyRevoked, None);
+                socket.disconnect();
+            }
+        }
+    }
 
     /// The project's settings changed: apply them to live sockets at once.
-    pub fn update_settings(&self, _project: &ProjectId, _settings: &ProjectSettings) {}
+    pub fn update_settings(&self, project_id: &ProjectId, settings: &ProjectSettings) {
+        let project = self.shared.projects.read().get(project_id).cloned();
+        if let Some(project) = project {
+            project.apply(settings);
+        }
+    }
 
     /// The project's counters.
-    pub fn stats(&self, _project: &ProjectId) -> ProjectStats {
-        ProjectStats::default()
+    pub fn stats(&self, project_id: &ProjectId) -> ProjectStats {
+        self.shared
+            .projects
+            .read()
+            .get(project_id)
+            .map(|p| p.stats())
+            .unwrap_or_default()
     }
 
     /// A live feed of the messages broadcast in the project's room (for the dashboard's
     /// console); lagging receivers skip ahead rather than slow the room down.
-    pub fn subscribe(&self, _project: &ProjectId) -> tokio::sync::broadcast::Receiver<Arc<str>> {
-        tokio::sync::broadcast::channel(1).1
+    pub fn subscribe(&self, project_id: &ProjectId) -> tokio::sync::broadcast::Receiver<Arc<str>> {
+        let project = self.shared.projects.read().get(project_id).cloned();
+        let project = project.unwrap_or_else(|| {
+            // Not seen yet: the real settings arrive with its first key or publish.
+            let placeholder = ProjectSettings::defaults(&self.shared.limits);
+            let project = self.shared.project(project_id, &placeholder);
+            project.mark_provisional();
+            project
+        });
+        project.subscribe()
+    }
+
+    /// Closes every client connection (shutdown); clients reconnect by themselves.
+    pub fn close_all(&self) {
+        self.io.close_all();
     }
 
     /// The router serving `/socket.io/`.
     pub fn router(&self) -> axum::Router {
-        axum::Router::new()
+        self.io.router("/socket.io/")
     }
 }

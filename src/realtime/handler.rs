@@ -1,0 +1,291 @@
+//! The Socket.IO handler: API-key auth at CONNECT, the project room, and the `message`
+//! relay with its checks (shape, size, connection and project rates).
+//!
+//! The relay never touches the database: keys resolve through an in-memory cache, and
+//! the broadcast frame is built once from the client's own JSON string literal.
+
+use super::project::{ConnectionSlot, ProjectState, TokenBucket};
+use super::Shared;
+use crate::engine::{
+    ConnectError, ConnectRequest, DisconnectReason, Event, Handler, OutFrame, SocketRef,
+};
+use bytes::Bytes;
+use parking_lot::Mutex;
+use serde_json::json;
+use serde_json::value::RawValue;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Longest API key we bother looking up (ours are 46 characters).
+const MAX_KEY_LEN: usize = 256;
+
+/// What a connected client carries.
+pub struct Client {
+    /// The client's connection place in its project (also gives the project).
+    pub slot: ConnectionSlot,
+    /// SHA-256 of the key it authenticated with.
+    pub key_hash: [u8; 32],
+    /// Whether it receives its own messages.
+    pub echo: bool,
+    bucket: Mutex<TokenBucket>,
+}
+
+impl Client {
+    /// The client's project.
+    pub fn project(&self) -> &Arc<ProjectState> {
+        self.slot.project()
+    }
+}
+
+/// Error codes of SPEC §3, sent as `error` events and in acks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// Not exactly one string argument.
+    InvalidPayload,
+    /// Over `max_message_bytes`.
+    MessageTooLarge(u32),
+    /// Over the connection's or the project's rate.
+    RateLimited(u64),
+    /// Not a `message` event.
+    UnknownEvent,
+    /// The key was regenerated or the project deleted.
+    ApiKeyRevoked,
+}
+
+impl Rejection {
+    /// The stable code.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::InvalidPayload => "INVALID_PAYLOAD",
+            Self::MessageTooLarge(_) => "MESSAGE_TOO_LARGE",
+            Self::RateLimited(_) => "RATE_LIMITED",
+            Self::UnknownEvent => "UNKNOWN_EVENT",
+            Self::ApiKeyRevoked => "API_KEY_REVOKED",
+        }
+    }
+
+    /// The `{code, message, …detail}` object.
+    pub fn to_json(self) -> serde_json::Value {
+        match self {
+            Self::InvalidPayload => json!({
+                "code": self.code(),
+                "message": "message must be exactly one string argument",
+            }),
+            Self::MessageTooLarge(limit) => json!({
+                "code": self.code(),
+                "message": format!("message is larger than {limit} bytes"),
+                "limit": limit,
+            }),
+            Self::RateLimited(retry_after_ms) => json!({
+                "code": self.code(),
+                "message": "rate limit reached",
+                "retry_after_ms": retry_after_ms,
+            }),
+            Self::UnknownEvent => json!({
+                "code": self.code(),
+                "message": "only \"message\" events are accepted",
+            }),
+            Self::ApiKeyRevoked => json!({
+                "code": self.code(),
+                "message": "the API key was revoked",
+            }),
+        }
+    }
+}
+
+/// Sends the `error` event (and the negative ack if one was asked for).
+pub(super) fn reject(socket: &SocketRef<Client>, rejection: Rejection, ack_id: Option<u64>) {
+    metrics::counter!("roomcast_messages_rejected_total", "reason" => rejection.code())
+        .increment(1);
+    let error = rejection.to_json();
+    if let Ok(raw) = serde_json::value::to_raw_value(&error) {
+        socket.emit("error", &[&raw], &[]);
+    }
+    if let Some(id) = ack_id {
+        let ack = json!({"ok": false, "error": error});
+        if let Ok(raw) = serde_json::value::to_raw_value(&ack) {
+            socket.ack(id, &[&raw], &[]);
+        }
+    }
+}
+
+fn connect_error(code: &'static str, message: &str) -> ConnectError {
+    metrics::counter!("roomcast_handshake_failures_total", "code" => code).increment(1);
+    ConnectError {
+        message: message.to_owned(),
+        data: Some(json!({ "code": code })),
+    }
+}
+
+/// The UTF-8 length of the string a JSON string literal decodes to.
+fn decoded_len(literal: &str) -> Option<usize> {
+    let inner = literal.strip_prefix('"')?.strip_suffix('"')?;
+    if !inner.contains('\\') {
+        return Some(inner.len());
+    }
+    serde_json::from_str::<String>(literal)
+        .ok()
+        .map(|s| s.len())
+}
+
+/// roomcast's Socket.IO handler.
+pub struct RoomcastHandler {
+    pub(super) shared: Arc<Shared>,
+}
+
+impl RoomcastHandler {
+    fn relay(&self, socket: &SocketRef<Client>, event: &Event<'_>) -> Result<u64, Rejection> {
+        let client = &socket.data;
+        let project = client.project();
+        project.count_received();
+        let literal = match (event.args, event.attachments) {
+            ([only], []) if only.get().starts_with('"') => only.get(),
+            _ => return Err(Rejection::InvalidPayload),
+        };
+        let limit = project.max_message_bytes();
+        if decoded_len(literal).is_none_or(|len| len > limit as usize) {
+            return Err(Rejection::MessageTooLarge(limit));
+        }
+        let now = Instant::now();
+        client
+            .bucket
+            .lock()
+            .take(project.messages_per_second(), now)
+            .map_err(Rejection::RateLimited)?;
+        project
+            .take_project_token(now)
+            .map_err(Rejection::RateLimited)?;
+        let frame = message_frame(literal);
+        let except = (!client.echo).then_some(&**socket);
+        let delivered = self.shared.broadcast(project, &frame, except);
+        if project.has_watchers() {
+            if let Ok(text) = serde_json::from_str::<String>(literal) {
+                project.feed(text.into());
+            }
+        }
+        metrics::histogram!("roomcast_message_path_seconds").record(now.elapsed().as_secs_f64());
+        Ok(delivered)
+    }
+}
+
+/// `42["message",<literal>]`, encoded once for every recipient.
+pub(super) fn message_frame(literal: &str) -> OutFrame {
+    let mut text = String::with_capacity(literal.len() + 14);
+    text.push_str("42[\"message\",");
+    text.push_str(literal);
+    text.push(']');
+    OutFrame::Text(Bytes::from(text))
+}
+
+impl Handler for RoomcastHandler {
+    type Data = Client;
+
+    async fn authorize(&self, request: ConnectRequest<'_>) -> Result<Client, ConnectError> {
+        const REQUIRED: (&str, &str) = ("API_KEY_REQUIRED", "API key is required");
+        let auth: serde_json::Map<String, serde_json::Value> = request
+            .auth
+            .and_then(|raw| serde_json::from_str(raw.get()).ok())
+            .ok_or_else(|| connect_error(REQUIRED.0, REQUIRED.1))?;
+        let key = match auth.get("apiKey") {
+            Some(serde_json::Value::String(key)) if !key.is_empty() => key,
+            _ => return Err(connect_error(REQUIRED.0, REQUIRED.1)),
+        };
+        let echo = !matches!(auth.get("echo"), Some(serde_json::Value::Bool(false)));
+        let invalid = || connect_error("INVALID_API_KEY", "invalid API key");
+        if key.len() > MAX_KEY_LEN {
+            return Err(invalid());
+        }
+        let key_hash = super::Realtime::hash_key(key);
+        let project = match self.shared.resolve_hash(key_hash).await {
+            Ok(Some(project)) => project,
+            Ok(None) => return Err(invalid()),
+            Err(error) => {
+                tracing::error!(error = format!("{error:#}"), "key lookup failed");
+                return Err(connect_error("INTERNAL", "server error, try again"));
+            }
+        };
+        if !project.origin_allowed(request.info.origin.as_deref()) {
+            return Err(connect_error("ORIGIN_NOT_ALLOWED", "origin not allowed"));
+        }
+        let slot = project
+            .try_reserve_connection()
+            .ok_or_else(|| connect_error("CONNECTION_LIMIT", "connection limit reached"))?;
+        let bucket = Mutex::new(TokenBucket::new(project.messages_per_second()));
+        Ok(Client {
+            slot,
+            key_hash,
+            echo,
+            bucket,
+        })
+    }
+
+    fn on_connect(&self, socket: &SocketRef<Client>) {
+        metrics::gauge!("roomcast_connections").increment(1.0);
+        let project = socket.data.project();
+        if !project.key_is_live(&socket.data.key_hash) {
+            // Revoked while this CONNECT was being authorized.
+            reject(socket, Rejection::ApiKeyRevoked, None);
+            socket.disconnect();
+            return;
+        }
+        socket.join(&project.room);
+    }
+
+    fn on_event(&self, socket: &SocketRef<Client>, event: Event<'_>) {
+        if event.name != "message" {
+            reject(socket, Rejection::UnknownEvent, event.ack_id);
+            return;
+        }
+        match self.relay(socket, &event) {
+            Ok(_) => {
+                if let Some(id) = event.ack_id {
+                    let ok = RawValue::from_string(r#"{"ok":true}"#.to_owned());
+                    if let Ok(ok) = ok {
+                        socket.ack(id, &[&ok], &[]);
+                    }
+                }
+            }
+            Err(rejection) => {
+                socket.data.project().count_rejected();
+                reject(socket, rejection, event.ack_id);
+            }
+        }
+    }
+
+    fn on_binary_refused(&self, socket: &SocketRef<Client>, event: &str, ack_id: Option<u64>) {
+        if event == "message" {
+            let project = socket.data.project();
+            project.count_received();
+            project.count_rejected();
+            reject(socket, Rejection::InvalidPayload, ack_id);
+        } else {
+            reject(socket, Rejection::UnknownEvent, ack_id);
+        }
+    }
+
+    fn on_disconnect(&self, socket: &SocketRef<Client>, _reason: DisconnectReason) {
+        metrics::gauge!("roomcast_connections").decrement(1.0);
+        socket.data.slot.release();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn measures_decoded_utf8_length() {
+        assert_eq!(decoded_len(r#""abc""#), Some(3));
+        assert_eq!(decoded_len(r#""é""#), Some(2));
+        assert_eq!(decoded_len(r#""\u00e9\n""#), Some(3));
+        assert_eq!(decoded_len("12"), None);
+    }
+
+    #[test]
+    fn frames_reuse_the_client_literal() {
+        let OutFrame::Text(text) = message_frame(r#""hi \"you\"""#) else {
+            panic!("text frame expected");
+        };
+        assert_eq!(&text[..], br#"42["message","hi \"you\""]"#);
+    }
+}
