@@ -70,7 +70,6 @@ async fn the_body_must_be_one_string_message() {
 }
 
 #[tokio::test]
-#[ignore = "enable once realtime::Realtime::publish enforces project limits"]
 async fn messages_over_the_project_limit_are_too_large() {
     let app = spawn_app().await;
     let user = app.signup().await;
@@ -101,7 +100,6 @@ async fn messages_over_the_project_limit_are_too_large() {
 }
 
 #[tokio::test]
-#[ignore = "enable once realtime::Realtime::publish enforces project limits"]
 async fn publishing_counts_against_the_project_rate() {
     let app = spawn_app().await;
     let user = app.signup().await;
