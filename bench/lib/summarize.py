@@ -113,6 +113,27 @@ def main():
         for w in warnings:
             out.append(f"\n> ! {w}")
         summary[scenario] = medians
+    # S2's "highest rate with 0 loss and p99 <= 50 ms" over the s2-<rate> steps run.
+    steps = sorted((k for k in summary if k.startswith("s2-") and k.endswith("k")),
+                   key=lambda k: int(k[3:-1]))
+    if steps:
+        servers = sorted({s for k in steps for s in summary[k]},
+                         key=lambda s: SERVER_ORDER.index(s) if s in SERVER_ORDER else 9)
+        out.append("\n### s2: highest step with 0 loss and p99 ≤ 50 ms (medians)\n")
+        out.append("| " + " | ".join(servers) + " |")
+        out.append("|" + "---|" * len(servers))
+        cells = []
+        for srv in servers:
+            best = "none"
+            for k in steps:
+                m = summary[k].get(srv, {})
+                if m.get("lost") == 0 and m.get("p99 ms") is not None and m["p99 ms"] <= 50:
+                    best = f"{k[3:-1]}k/s"
+            top = steps[-1][3:-1]
+            if best == f"{top}k/s":
+                best = f"≥ {best} (top step run)"
+            cells.append(best)
+        out.append("| " + " | ".join(cells) + " |")
     text = "\n".join(out)
     print(text)
     (root / "summary.md").write_text(text + "\n")
