@@ -4,6 +4,7 @@
 // Readiness is always awaited (the "listening on" line, events), never slept for; every
 // wait has a bound so that a hang fails the test instead of blocking CI.
 
+import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { existsSync } from "node:fs";
@@ -269,6 +270,19 @@ export function connectError(socket, ms = 5_000) {
     }),
     "connect_error",
   );
+}
+
+/**
+ * Connects with `auth` (undefined: none, sent as is otherwise) and expects the refusal
+ * `message` with `data: {code}`.
+ */
+export async function expectRefused(url, mode, auth, message, code, options = {}) {
+  const socket = client(url, auth, mode, { reconnection: false, ...options });
+  const err = await connectError(socket);
+  assert.equal(err.message, message, `message for auth ${JSON.stringify(auth)}`);
+  assert.deepEqual(err.data, { code }, `data for auth ${JSON.stringify(auth)}`);
+  assert.equal(socket.connected, false);
+  socket.disconnect();
 }
 
 /** Connects a client with `{apiKey}` (plus `extraAuth`) and waits for `connect`. */
