@@ -17,6 +17,7 @@ import {
   newProject,
   regenerateKey,
   startServer,
+  upgraded,
   within,
 } from "./roomcast.js";
 
@@ -31,6 +32,16 @@ export function revocationSuite(modes) {
     await server?.close();
   });
   afterEach(closeAllClients);
+
+  /**
+   * Connects, and in the default mode waits for the upgrade: revocation of a socket still
+   * on polling is the polling-only case (revocation-polling.test.js); here the upgrade
+   * must not race the regeneration.
+   */
+  async function join(apiKey, mode) {
+    const socket = await connect(server.url, apiKey, mode);
+    return mode.transports ? socket : upgraded(socket);
+  }
 
   /** Resolves with the socket's `error` and `disconnect` events, in order, once it is disconnected. */
   function kicked(socket) {
@@ -66,7 +77,7 @@ export function revocationSuite(modes) {
   /** A socket of an unrelated project that must keep working throughout. */
   async function bystander(mode) {
     const project = await newProject(server.url);
-    const socket = await connect(server.url, project.apiKey, mode);
+    const socket = await join(project.apiKey, mode);
     let dropped = null;
     socket.on("disconnect", (reason) => (dropped = reason));
     return {
@@ -83,7 +94,7 @@ export function revocationSuite(modes) {
       test("regenerating the key kicks every socket of the old key within 1 s; others stay", async () => {
         const project = await newProject(server.url);
         const other = await bystander(mode);
-        const sockets = await Promise.all([0, 1, 2].map(() => connect(server.url, project.apiKey, mode)));
+        const sockets = await Promise.all([0, 1, 2].map(() => join(project.apiKey, mode)));
         const watches = sockets.map(kicked);
         const fresh = await regenerateKey(project);
         const at = Date.now();
@@ -92,17 +103,17 @@ export function revocationSuite(modes) {
         // The old key is refused from now on; the new one works.
         const retry = client(server.url, { apiKey: project.apiKey }, mode, { reconnection: false });
         assert.equal((await connectError(retry)).data.code, "INVALID_API_KEY");
-        const renewed = await connect(server.url, fresh, mode);
+        const renewed = await join(fresh, mode);
         assert.deepEqual(await emitWithAck(renewed, 5_000, "message", "new key"), [{ ok: true }]);
       });
 
       test("a socket of the new key is not kicked by a later message flow; a second regeneration kicks it", async () => {
         const project = await newProject(server.url);
-        const first = await connect(server.url, project.apiKey, mode);
+        const first = await join(project.apiKey, mode);
         const firstWatch = kicked(first);
         project.apiKey = await regenerateKey(project);
         await assertKicked(firstWatch, first, Date.now());
-        const second = await connect(server.url, project.apiKey, mode);
+        const second = await join(project.apiKey, mode);
         const secondWatch = kicked(second);
         assert.deepEqual(await emitWithAck(second, 5_000, "message", "on the new key"), [{ ok: true }]);
         project.apiKey = await regenerateKey(project);
@@ -112,7 +123,7 @@ export function revocationSuite(modes) {
       test("deleting the project kicks its sockets within 1 s; others stay", async () => {
         const project = await newProject(server.url);
         const other = await bystander(mode);
-        const sockets = await Promise.all([0, 1].map(() => connect(server.url, project.apiKey, mode)));
+        const sockets = await Promise.all([0, 1].map(() => join(project.apiKey, mode)));
         const watches = sockets.map(kicked);
         await deleteProject(project);
         const at = Date.now();
@@ -126,7 +137,7 @@ export function revocationSuite(modes) {
 
       test("a server-side disconnect reaches the client as `io server disconnect`; it stays down", async () => {
         const project = await newProject(server.url);
-        const socket = await connect(server.url, project.apiKey, mode);
+        const socket = await join(project.apiKey, mode);
         const watch = kicked(socket);
         await regenerateKey(project);
         await assertKicked(watch, socket, Date.now());

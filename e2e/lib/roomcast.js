@@ -290,6 +290,19 @@ export async function connect(url, apiKey, mode, { extraAuth = {}, ...options } 
   return connected(client(url, { apiKey, ...extraAuth }, mode, options));
 }
 
+/**
+ * Resolves once a socket made with the default transports has finished its upgrade from
+ * polling to websocket (at once for a socket already on websocket).
+ */
+export async function upgraded(socket, ms = 5_000) {
+  const engine = socket.io.engine;
+  if (engine.transport.name !== "websocket") {
+    const [transport] = await next(engine, "upgrade", ms);
+    assert.equal(transport.name, "websocket");
+  }
+  return socket;
+}
+
 /** Resolves with the arguments of the next `event` (an array), or rejects after `ms`. */
 export function next(emitter, event, ms = 5_000) {
   return within(ms, once(emitter, event), `"${event}" event`);
