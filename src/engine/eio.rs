@@ -484,9 +484,10 @@ impl<A: EioApp> EngineIo<A> {
             };
             match upgraded.downcast::<TokioIo<TcpStream>>() {
                 Ok(parts) => {
+                    // Copy out what hyper read past the handshake: its `Bytes` would
+                    // otherwise pin hyper's whole read buffer for the connection's life.
+                    let read_buf = BytesMut::from(&parts.read_buf[..]);
                     let tcp = parts.io.into_inner();
-                    let mut read_buf = BytesMut::new();
-                    read_buf.extend_from_slice(&parts.read_buf);
                     engine.run_websocket(&session, tcp, read_buf).await;
                 }
                 Err(_) => {

@@ -194,6 +194,7 @@ impl Realtime {
             sio,
             RoomcastHandler {
                 shared: shared.clone(),
+                path_latency: metrics::histogram!("roomcast_message_path_seconds"),
             },
         );
         if let Some(root) = io.namespace("/") {
