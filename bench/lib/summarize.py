@@ -53,6 +53,38 @@ def fmt(v):
     return f"{v:.2f}"
 
 
+def headline(summary):
+    """One row per figure of issue 5's table, from whichever scenarios were run."""
+    def m(scenario, server, label):
+        return summary.get(scenario, {}).get(server, {}).get(label)
+
+    def pair(a, b, sep="; "):
+        return f"{fmt(a)}{sep}{fmt(b)}" if a is not None or b is not None else "–"
+
+    servers = [s for s in SERVER_ORDER if any(s in v for v in summary.values())]
+    rows = [
+        ("S1 RSS per connection, KB", lambda s: fmt(m("s1", s, "RSS/conn KB"))),
+        ("S1 connects/s; handshake p99 ms",
+         lambda s: pair(m("s1", s, "connects/s"), m("s1", s, "handshake p99 ms"))),
+        ("S2 deliveries per server CPU-s at 100k/s",
+         lambda s: fmt(m("s2-100k", s, "deliveries/CPU-s"))),
+        ("S2 out of order at 100 msg/s", lambda s: fmt(m("s2-100k", s, "out of order"))),
+        ("S2 p99 ms at 50k deliveries/s", lambda s: fmt(m("s2-50k", s, "p99 ms"))),
+        ("S3 server CPU-s per 100k deliveries", lambda s: fmt(m("s3", s, "CPU-s/100k"))),
+        ("S4 CPU-s per 100k; p99 ms",
+         lambda s: pair(m("s4", s, "CPU-s/100k"), m("s4", s, "p99 ms"))),
+        ("S5 polling CPU-s per 100k (× its WebSocket cost)",
+         lambda s: (f"{fmt(m('s5', s, 'CPU-s/100k'))} ({m('s5', s, 'CPU-s/100k') / m('s5ws', s, 'CPU-s/100k'):.1f}×)"
+                    if m("s5", s, "CPU-s/100k") and m("s5ws", s, "CPU-s/100k") else fmt(m("s5", s, "CPU-s/100k")))),
+    ]
+    lines = ["\n### Headline (issue 5's rows; medians)\n",
+             "| figure | " + " | ".join(servers) + " |",
+             "|---|" + "---|" * len(servers)]
+    for label, cell in rows:
+        lines.append(f"| {label} | " + " | ".join(cell(s) for s in servers) + " |")
+    return lines
+
+
 def main():
     root = pathlib.Path(sys.argv[1])
     runs = {}
@@ -95,13 +127,17 @@ def main():
             out.append(f"| {label} | " + " | ".join(cells) + " |")
         warnings = []
         for s in servers:
-            sat = sum(1 for r in runs[scenario][s] if get(r, ("loadgen", "saturated")))
-            busy = sum(1 for r in runs[scenario][s] if get(r, ("machine", "busy")))
+            # Only the phase the scenario's figures come from counts.
+            phase = "connect" if scenario.startswith("s1") else "publish"
+            sat = sum(1 for r in runs[scenario][s]
+                      if (get(r, ("loadgen", f"cpu_util_{phase}")) or 0) > 0.9)
+            busy = sum(1 for r in runs[scenario][s]
+                       if (get(r, ("machine", f"other_cpu_util_{phase}")) or 0) > 0.1)
             failed = sum(get(r, ("connections", "failed")) or 0 for r in runs[scenario][s])
             if sat:
-                warnings.append(f"{s}: load generator saturated in {sat} run(s)")
+                warnings.append(f"{s}: load generator over 90% of its core in {sat} run(s)")
             if busy:
-                warnings.append(f"{s}: other processes busy (>10% of a core) in {busy} run(s)")
+                warnings.append(f"{s}: other processes used >10% of a core in {busy} run(s)")
             if failed:
                 warnings.append(f"{s}: {failed} failed connection(s) over all rounds")
             errors = {}
@@ -134,6 +170,7 @@ def main():
                 best = f"≥ {best} (top step run)"
             cells.append(best)
         out.append("| " + " | ".join(cells) + " |")
+    out.extend(headline(summary))
     text = "\n".join(out)
     print(text)
     (root / "summary.md").write_text(text + "\n")
