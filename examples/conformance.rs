@@ -88,7 +88,7 @@ async fn main() -> anyhow::Result<()> {
         handshake_timeout: Some(Duration::from_secs(1)),
         cors: Cors::Wildcard,
         // The suites read one frame per network read (see `frames_per_write`).
-        write_pacing: Some(Duration::from_millis(1)),
+        write_pacing: Some(Duration::from_millis(5)),
         ..EioConfig::default()
     };
     let raw = EngineIo::new(
