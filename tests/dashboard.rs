@@ -686,34 +686,64 @@ async fn other_users_projects_are_not_found() {
     );
 }
 
+/// Reads an SSE response until `needle` shows up (10 s at most); returns what was read.
+async fn read_until(response: &mut reqwest::Response, needle: &str) -> String {
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !seen.contains(needle) {
+        let chunk = tokio::time::timeout_at(deadline, response.chunk())
+            .await
+            .unwrap_or_else(|_| panic!("{needle:?} within 10 s; got {seen:?}"))
+            .expect("chunk")
+            .unwrap_or_else(|| panic!("stream ended before {needle:?}; got {seen:?}"));
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    seen
+}
+
 #[tokio::test]
-async fn the_live_feed_streams_stats_over_sse() {
+async fn the_live_feeds_stream_over_sse_and_end_at_log_out() {
     let app = spawn_app().await;
     let browser = Browser::new(&app);
     browser.sign_up().await;
-    let (id, _) = browser.create_project("live").await;
-    let mut response = browser
+    let (id, key) = browser.create_project("live").await;
+    let mut feed = browser
         .client
         .get(app.url(&format!("/projects/{id}/live")))
         .send()
         .await
         .expect("live");
-    assert_eq!(response.status(), StatusCode::OK);
-    let content_type = response.headers().get(CONTENT_TYPE).cloned();
+    assert_eq!(feed.status(), StatusCode::OK);
+    let content_type = feed.headers().get(CONTENT_TYPE).cloned();
     assert_eq!(
         content_type.as_ref().and_then(|v| v.to_str().ok()),
         Some("text/event-stream")
     );
-    let mut seen = String::new();
-    while !seen.contains("event: stats") {
-        let chunk = tokio::time::timeout(Duration::from_secs(5), response.chunk())
-            .await
-            .expect("a stats event within 5 s")
-            .expect("chunk")
-            .expect("stream open");
-        seen.push_str(&String::from_utf8_lossy(&chunk));
-    }
+    let seen = read_until(&mut feed, "event: stats").await;
     assert!(seen.contains(r#""connections":0"#), "{seen}");
+
+    // A message published into the room shows up, JSON-encoded (line breaks included).
+    let published = app.publish(&key, "two\nlines").await;
+    assert_eq!(published.status(), StatusCode::ACCEPTED);
+    let seen = read_until(&mut feed, r#""two\nlines""#).await;
+    assert!(seen.contains("event: message"), "{seen}");
+
+    // The list's feed: connection counts by project id.
+    let mut list = browser
+        .client
+        .get(app.url("/projects/live"))
+        .send()
+        .await
+        .expect("list feed");
+    let seen = read_until(&mut list, "event: connections").await;
+    assert!(seen.contains(&format!(r#""{id}":0"#)), "{seen}");
+
+    // Logging out (in another tab) ends both feeds.
+    let csrf = browser.get("/projects").await.csrf();
+    let page = browser.post("/logout", &[("csrf", &csrf)]).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    read_until(&mut feed, "event: signed-out").await;
+    read_until(&mut list, "event: signed-out").await;
 }
 
 #[tokio::test]

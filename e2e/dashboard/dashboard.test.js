@@ -186,9 +186,17 @@ test("a new user goes from sign-up to a live project and back out", async () => 
   await page.getByText("Live: counts update every second.").waitFor();
   await checkPage(page, "project");
 
+  // The projects list, open in another tab, follows the count too.
+  const projectId = new URL(page.url()).pathname.split("/").pop();
+  const list = await context.newPage();
+  await list.goto(server.url + "/projects");
+  const listCount = `[data-connections-for="${projectId}"]`;
+  assert.equal((await list.locator(listCount).textContent()).trim(), "0");
+
   const socket = await connect(server.url, apiKey);
   const received = record(socket, "message");
   await textBecomes(page, "#stat-connections", "1");
+  await textBecomes(list, listCount, "1");
   socket.emit("message", "hello from the client");
   await page.locator("#console-log").getByText("hello from the client").waitFor({ timeout: 5_000 });
 
@@ -208,9 +216,7 @@ test("a new user goes from sign-up to a live project and back out", async () => 
   );
   await checkPage(page, "project-live");
 
-  // The list shows the live connection.
-  const list = await context.newPage();
-  await list.goto(server.url + "/projects");
+  // The list shows name, key prefix and the live connection.
   const row = list.getByRole("row", { name: /Browser test/ });
   assert.ok((await row.textContent()).includes(apiKey.slice(0, 11)));
   assert.match(await row.locator("td").nth(1).textContent(), /^\s*1\s*$/);

@@ -6,8 +6,8 @@
 //! API makes, so both surfaces share one set of rules. The visitor is identified by the
 //! session cookie only ([`session::Viewer`]); every form carries a hidden CSRF token
 //! checked by [`session::SignedForm`] / [`session::AnonymousForm`]. Live counts and the
-//! console stream over Server-Sent Events ([`live`]); a small embedded script upgrades
-//! them, everything else works without JavaScript.
+//! console stream over Server-Sent Events (`live`); a small embedded script upgrades
+//! the pages with them, and everything else works without JavaScript.
 //!
 //! Routes: `/`, `/signup`, `/login`, `/logout`, `/projects…` and `/assets/…`; nothing
 //! under `/api`, `/socket.io`, `/healthz`, `/readyz` or `/metrics`.
@@ -35,6 +35,7 @@ pub fn router() -> Router<AppState> {
         .route("/logout", post(auth::logout))
         .route("/projects", get(projects::list).post(projects::create))
         .route("/projects/new", get(projects::new_form))
+        .route("/projects/live", get(live::list))
         .route("/projects/{id}", get(projects::show))
         .route("/projects/{id}/rename", post(projects::rename))
         .route("/projects/{id}/settings", post(projects::settings))
@@ -47,7 +48,7 @@ pub fn router() -> Router<AppState> {
             get(projects::delete_confirm).post(projects::delete),
         )
         .route("/projects/{id}/send", post(projects::send))
-        .route("/projects/{id}/live", get(live::live))
+        .route("/projects/{id}/live", get(live::project))
         .route("/assets/dashboard.css", get(stylesheet))
         .route("/assets/dashboard.js", get(script))
         .layer(axum::middleware::map_response(security_headers))

@@ -40,10 +40,12 @@ fn display_time(project: &Project) -> (String, String) {
     )
 }
 
+/// What the last action did, after its redirect. Read as text so that a hand-edited
+/// query string is ignored rather than refused.
 #[derive(Deserialize)]
 pub struct DoneQuery {
     done: Option<String>,
-    delivered: Option<u64>,
+    delivered: Option<String>,
 }
 
 impl DoneQuery {
@@ -56,7 +58,10 @@ impl DoneQuery {
             "saved" => "Settings saved. They apply to live clients at once.".to_owned(),
             "sent" => format!(
                 "Message sent to {} client(s).",
-                self.delivered.unwrap_or_default()
+                self.delivered
+                    .as_deref()
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .unwrap_or_default()
             ),
             _ => return None,
         })

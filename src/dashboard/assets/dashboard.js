@@ -99,12 +99,30 @@
       source.close();
       if (status) { status.textContent = "This project no longer exists."; }
     });
+    source.addEventListener("signed-out", function () {
+      source.close();
+      if (status) { status.textContent = "You are logged out; log in again to see live data."; }
+    });
     source.addEventListener("error", function () {
       // EventSource reconnects by itself; say so rather than show stale numbers silently.
       if (status && source.readyState !== EventSource.CLOSED) {
         status.textContent = "Reconnecting to the live feed…";
       }
     });
+  }
+
+  function setupListLive() {
+    var table = document.querySelector("[data-live-list]");
+    if (!table || !window.EventSource) { return; }
+    var source = new EventSource(table.getAttribute("data-live-list"));
+    source.addEventListener("connections", function (event) {
+      var counts = JSON.parse(event.data);
+      table.querySelectorAll("[data-connections-for]").forEach(function (cell) {
+        var count = counts[cell.getAttribute("data-connections-for")];
+        if (typeof count === "number") { cell.textContent = String(count); }
+      });
+    });
+    source.addEventListener("signed-out", function () { source.close(); });
   }
 
   function setupSend() {
@@ -164,6 +182,7 @@
   function start() {
     setupCopy();
     setupLive();
+    setupListLive();
     setupSend();
   }
 
