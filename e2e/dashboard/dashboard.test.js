@@ -119,7 +119,7 @@ function nextEvent(socket, event, ms = 15_000) {
 }
 
 /** Waits until the element's text is `expected`. */
-async function textBecomes(page, selector, expected, ms = 5_000) {
+async function textBecomes(page, selector, expected, ms = 10_000) {
   await page.waitForFunction(
     ([sel, want]) => document.querySelector(sel)?.textContent.trim() === want,
     [selector, expected],

@@ -1,7 +1,9 @@
 //! Sign up, log in and log out pages. Mistakes re-render the form with an inline message
 //! next to the field and the typed email kept (the password never is).
 
-use super::session::{anonymous_csrf, current_viewer, safe_next, AnonymousForm, SignedForm};
+use super::session::{
+    anonymous_csrf, current_viewer, safe_next, AnonymousForm, NoFields, SignedForm,
+};
 use super::views::{Field, Layout, LoginPage, SignupPage};
 use super::{page, PageError};
 use crate::app::AppState;
@@ -217,13 +219,10 @@ pub async fn signup(
     ))
 }
 
-#[derive(Deserialize)]
-pub struct Empty {}
-
 /// `POST /logout`: ends this session and clears both cookies.
 pub async fn logout(
     State(state): State<AppState>,
-    SignedForm { viewer, .. }: SignedForm<Empty>,
+    SignedForm { viewer, .. }: SignedForm<NoFields>,
 ) -> Result<Response, PageError> {
     match state.platform.logout(&viewer.user, &viewer.token).await {
         // Already gone (logged out in another tab): the outcome the user wants anyway.

@@ -6,7 +6,7 @@
 //! [`Platform`]: crate::platform::Platform
 
 use super::auth::sentence;
-use super::session::{SignedForm, Viewer};
+use super::session::{NoFields, SignedForm, Viewer};
 use super::views::{
     client_snippet, ConfirmPage, Field, KeyPage, Layout, NewProjectPage, ProjectPage, ProjectRow,
     ProjectsPage, SettingsForm,
@@ -424,9 +424,6 @@ pub async fn settings(
     page(StatusCode::UNPROCESSABLE_ENTITY, &view)
 }
 
-#[derive(Deserialize)]
-pub struct Empty {}
-
 /// `GET /projects/{id}/regenerate`: the confirmation step.
 pub async fn regenerate_confirm(
     State(state): State<AppState>,
@@ -451,7 +448,7 @@ pub async fn regenerate(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    SignedForm { viewer, .. }: SignedForm<Empty>,
+    SignedForm { viewer, .. }: SignedForm<NoFields>,
 ) -> Result<Response, PageError> {
     let (project, key) = state.platform.regenerate_key(&viewer.user, &id).await?;
     key_page(&state, &headers, &viewer, &project, &key, true)
@@ -480,7 +477,7 @@ pub async fn delete_confirm(
 pub async fn delete(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    SignedForm { viewer, .. }: SignedForm<Empty>,
+    SignedForm { viewer, .. }: SignedForm<NoFields>,
 ) -> Result<Response, PageError> {
     state.platform.delete_project(&viewer.user, &id).await?;
     Ok(Redirect::to("/projects?done=deleted").into_response())

@@ -82,6 +82,10 @@ pub fn safe_next(next: &str) -> bool {
         && !next.starts_with("/api/")
 }
 
+/// The fields of a form that has nothing but its CSRF token (log out, confirmations).
+#[derive(Deserialize)]
+pub struct NoFields {}
+
 #[derive(Deserialize)]
 struct CsrfField {
     #[serde(default)]
