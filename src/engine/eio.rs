@@ -429,9 +429,11 @@ impl<A: EioApp> EngineIo<A> {
                     self.inner.app.on_message(session, payload).await?;
                 }
             }
-            // v4 clients never ping the server outside an upgrade probe; upgrade and
-            // noop packets carry nothing once the upgrade is over.
-            Inbound::Ping(_) | Inbound::Upgrade | Inbound::Noop => {}
+            // In v4 only the server pings (a probe is handled by the upgrade): like the
+            // reference server, a client ping is an "invalid heartbeat direction".
+            Inbound::Ping(_) => return Err(ProtocolViolation("invalid heartbeat direction")),
+            // Upgrade and noop packets carry nothing once the upgrade is over.
+            Inbound::Upgrade | Inbound::Noop => {}
         }
         Ok(())
     }
