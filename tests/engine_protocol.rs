@@ -833,6 +833,16 @@ async fn namespaces_and_refusals(server: &mut Server, client: &mut impl EioClien
         })
         .await;
     assert!(matches!(connected, Observed::Connected { nsp, .. } if nsp == "/custom"));
+
+    // A server disconnect from one namespace leaves the others, and the connection, up.
+    sio_connect(client, "40").await;
+    client.send(r#"42/custom,["bye"]"#).await;
+    assert_eq!(client.recv().await, text("41/custom,"));
+    client.send(r#"42["message","on /"]"#).await;
+    assert_eq!(client.recv().await, text(r#"42["message-back","on /"]"#));
+    // An event for the namespace just left is a protocol error.
+    client.send(r#"42/custom,["message","gone"]"#).await;
+    client.expect_closed().await;
 }
 on_both_transports!(namespaces_and_refusals, config());
 
