@@ -20,7 +20,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Once, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{mpsc, oneshot};
@@ -334,6 +334,8 @@ pub fn text(s: &str) -> In {
 pub trait EioClient {
     /// The session id.
     fn sid(&self) -> &str;
+    /// When the handshake request was about to be sent (before the server saw it).
+    fn opened_at(&self) -> Instant;
     /// Sends one Engine.IO text packet (type digit included).
     async fn send(&mut self, packet: &str);
     /// Sends one binary message.
@@ -406,6 +408,7 @@ pub struct Polling {
     /// The session's URL (`…&sid=…`).
     pub url: String,
     sid: String,
+    opened_at: Instant,
     queue: VecDeque<In>,
     /// The last POST was refused (the server closes the session when it does that).
     refused: Option<(reqwest::StatusCode, String)>,
@@ -414,6 +417,7 @@ pub struct Polling {
 impl Polling {
     /// Handshakes over polling; returns the client and the open packet.
     pub async fn open(server: &Server) -> (Self, Value) {
+        let opened_at = Instant::now();
         let response = within(
             "the polling handshake",
             server
@@ -431,6 +435,7 @@ impl Polling {
             http: server.http.clone(),
             url: server.url(&format!("EIO=4&transport=polling&sid={sid}")),
             sid,
+            opened_at,
             queue: VecDeque::new(),
             refused: None,
         };
@@ -476,6 +481,10 @@ pub fn decode_payload(body: &str) -> Vec<In> {
 impl EioClient for Polling {
     fn sid(&self) -> &str {
         &self.sid
+    }
+
+    fn opened_at(&self) -> Instant {
+        self.opened_at
     }
 
     async fn send(&mut self, packet: &str) {
@@ -534,11 +543,13 @@ type TungsteniteStream = WebSocketStream<MaybeTlsStream<TcpStream>>;
 pub struct Ws {
     stream: TungsteniteStream,
     sid: String,
+    opened_at: Instant,
 }
 
 impl Ws {
     /// Opens a WebSocket to the engine; `sid` for an upgrade of a polling session.
     pub async fn connect(server: &Server, sid: Option<&str>) -> Self {
+        let opened_at = Instant::now();
         let mut url = format!("ws://{}/socket.io/?EIO=4&transport=websocket", server.addr);
         if let Some(sid) = sid {
             url.push_str("&sid=");
@@ -553,6 +564,7 @@ impl Ws {
         Self {
             stream,
             sid: sid.unwrap_or_default().to_owned(),
+            opened_at,
         }
     }
 
@@ -589,6 +601,10 @@ impl Ws {
 impl EioClient for Ws {
     fn sid(&self) -> &str {
         &self.sid
+    }
+
+    fn opened_at(&self) -> Instant {
+        self.opened_at
     }
 
     async fn send(&mut self, packet: &str) {
@@ -637,6 +653,7 @@ impl EioClient for Ws {
 pub struct RawWs {
     tcp: TcpStream,
     buf: Vec<u8>,
+    opened_at: Instant,
 }
 
 /// Builds a client frame: `first` is the FIN/RSV/opcode byte; masked unless told not to.
@@ -668,6 +685,7 @@ impl RawWs {
     /// Opens a WebSocket session; `recv_buffer` shrinks the socket's receive buffer (a
     /// reader that will stall). Returns after the open packet has been read.
     pub async fn open(server: &Server, recv_buffer: Option<u32>) -> Self {
+        let opened_at = Instant::now();
         let socket = TcpSocket::new_v4().expect("socket");
         if let Some(size) = recv_buffer {
             socket.set_recv_buffer_size(size).expect("SO_RCVBUF");
@@ -678,6 +696,7 @@ impl RawWs {
         let mut ws = Self {
             tcp,
             buf: Vec::new(),
+            opened_at,
         };
         let request = format!(
             "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: {}\r\n\
@@ -811,8 +830,13 @@ impl RawWs {
 }
 
 impl EioClient for RawWs {
+    /// Not kept: the tests that use this client never need it.
     fn sid(&self) -> &str {
         ""
+    }
+
+    fn opened_at(&self) -> Instant {
+        self.opened_at
     }
 
     async fn send(&mut self, packet: &str) {
