@@ -488,9 +488,12 @@ impl<A: EioApp> EngineIo<A> {
                 Ok(parts) => {
                     // Copy out what hyper read past the handshake: its `Bytes` would
                     // otherwise pin hyper's whole read buffer for the connection's life.
-                    let read_buf = BytesMut::from(&parts.read_buf[..]);
-                    let tcp = parts.io.into_inner();
-                    engine.run_websocket(&session, tcp, read_buf).await;
+                    let hyper::upgrade::Parts { io, read_buf, .. } = parts;
+                    let leftover = BytesMut::from(&read_buf[..]);
+                    drop(read_buf);
+                    engine
+                        .run_websocket(&session, io.into_inner(), leftover)
+                        .await;
                 }
                 Err(_) => {
                     tracing::error!("websocket upgrade on a transport other than TCP");
