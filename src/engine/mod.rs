@@ -28,6 +28,6 @@ pub use eio::{Cors, EioApp, EioConfig, EngineIo, ProtocolViolation};
 pub use eio_packet::{OutFrame, Payload};
 pub use session::{CloseReason, ConnInfo, SendOutcome, Session};
 pub use sio::{
-    BinaryPolicy, ConnectError, ConnectRequest, DisconnectReason, Event, Handler, Namespace,
-    SioConfig, Socket, SocketIo, SocketRef,
+    Adapter, BinaryPolicy, ConnectError, ConnectRequest, DisconnectReason, Event, Handler,
+    LocalAdapter, Namespace, SioConfig, Socket, SocketIo, SocketRef,
 };

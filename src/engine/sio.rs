@@ -97,6 +97,22 @@ pub enum DisconnectReason {
     ServerShutdown,
 }
 
+impl DisconnectReason {
+    /// A stable lowercase name, for logs and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ClientDisconnect => "client_disconnect",
+            Self::ServerDisconnect => "server_disconnect",
+            Self::TransportClose => "transport_close",
+            Self::TransportError => "transport_error",
+            Self::PingTimeout => "ping_timeout",
+            Self::ParseError => "parse_error",
+            Self::SlowConsumer => "slow_consumer",
+            Self::ServerShutdown => "server_shutdown",
+        }
+    }
+}
+
 impl From<CloseReason> for DisconnectReason {
     fn from(reason: CloseReason) -> Self {
         match reason {
@@ -317,11 +333,28 @@ impl<D: Send + Sync + 'static> Socket<D> {
 
 type Rooms<D> = RwLock<HashMap<Arc<str>, Vec<SocketRef<D>>>>;
 
+/// The seam for multi-node fan-out: every broadcast is offered to the adapter after local
+/// delivery, and frames from other nodes come back in through
+/// [`Namespace::broadcast_local`]. Local delivery never waits on it.
+pub trait Adapter: Send + Sync + 'static {
+    /// A frame was broadcast to `room` of `namespace` here; forward it to the other nodes.
+    /// Must not block: queue and return.
+    fn publish(&self, namespace: &str, room: &str, frame: &OutFrame);
+}
+
+/// A single node: nothing to forward.
+pub struct LocalAdapter;
+
+impl Adapter for LocalAdapter {
+    fn publish(&self, _namespace: &str, _room: &str, _frame: &OutFrame) {}
+}
+
 /// A namespace: its rooms and the sockets in them.
 pub struct Namespace<D> {
     name: Box<str>,
     rooms: Rooms<D>,
     hook: Arc<dyn DisconnectHook<D>>,
+    adapter: Arc<dyn Adapter>,
 }
 
 impl<D: Send + Sync + 'static> Namespace<D> {
@@ -330,9 +363,22 @@ impl<D: Send + Sync + 'static> Namespace<D> {
         &self.name
     }
 
-    /// Queues one shared frame for every socket of `room` (but `except`); returns how many
-    /// sockets it was queued for. The frame is encoded once by the caller.
+    /// Queues one shared frame for every socket of `room` on this node (but `except`) and
+    /// hands it to the adapter for the other nodes; returns how many local sockets it was
+    /// queued for. The frame is encoded once by the caller.
     pub fn broadcast(&self, room: &str, frame: &OutFrame, except: Option<&Socket<D>>) -> usize {
+        let delivered = self.broadcast_local(room, frame, except);
+        self.adapter.publish(&self.name, room, frame);
+        delivered
+    }
+
+    /// Local delivery only: for frames that arrive from other nodes through the adapter.
+    pub fn broadcast_local(
+        &self,
+        room: &str,
+        frame: &OutFrame,
+        except: Option<&Socket<D>>,
+    ) -> usize {
         let rooms = self.rooms.read();
         let Some(members) = rooms.get(room) else {
             return 0;
@@ -681,8 +727,13 @@ impl<H: Handler> Clone for SocketIo<H> {
 }
 
 impl<H: Handler> SocketIo<H> {
-    /// Starts a server (inside a Tokio runtime).
+    /// Starts a single-node server (inside a Tokio runtime).
     pub fn new(config: SioConfig, handler: H) -> Self {
+        Self::with_adapter(config, handler, Arc::new(LocalAdapter))
+    }
+
+    /// Starts a server whose broadcasts also go through `adapter` to other nodes.
+    pub fn with_adapter(config: SioConfig, handler: H, adapter: Arc<dyn Adapter>) -> Self {
         let handler = Arc::new(handler);
         let hook: Arc<dyn DisconnectHook<H::Data>> = handler.clone();
         let mut names = config.namespaces.clone();
@@ -696,6 +747,7 @@ impl<H: Handler> SocketIo<H> {
                     name: name.clone().into_boxed_str(),
                     rooms: RwLock::new(HashMap::new()),
                     hook: hook.clone(),
+                    adapter: adapter.clone(),
                 });
                 (name.into_boxed_str(), namespace)
             })
@@ -745,5 +797,45 @@ impl<H: Handler> SocketIo<H> {
                 async move { Ok::<_, std::convert::Infallible>(io.handle(request).await) }
             }),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Silent;
+
+    impl Handler for Silent {
+        type Data = ();
+
+        async fn authorize(&self, _request: ConnectRequest<'_>) -> Result<(), ConnectError> {
+            Ok(())
+        }
+
+        fn on_event(&self, _socket: &SocketRef<()>, _event: Event<'_>) {}
+    }
+
+    #[derive(Default)]
+    struct Recording(Mutex<Vec<(String, String, OutFrame)>>);
+
+    impl Adapter for Recording {
+        fn publish(&self, namespace: &str, room: &str, frame: &OutFrame) {
+            self.0
+                .lock()
+                .push((namespace.to_owned(), room.to_owned(), frame.clone()));
+        }
+    }
+
+    #[tokio::test]
+    async fn broadcasts_reach_the_adapter_but_remote_frames_do_not_loop_back() {
+        let adapter = Arc::new(Recording::default());
+        let io = SocketIo::with_adapter(SioConfig::default(), Silent, adapter.clone());
+        let root = io.namespace("/").expect("the root namespace exists");
+        let frame = OutFrame::Text(Bytes::from_static(br#"42["message","x"]"#));
+        assert_eq!(root.broadcast("room-1", &frame, None), 0);
+        assert_eq!(root.broadcast_local("room-1", &frame, None), 0);
+        let published = adapter.0.lock().clone();
+        assert_eq!(published, vec![("/".to_owned(), "room-1".to_owned(), frame)]);
     }
 }

@@ -266,8 +266,10 @@ impl Handler for RoomcastHandler {
         }
     }
 
-    fn on_disconnect(&self, socket: &SocketRef<Client>, _reason: DisconnectReason) {
+    fn on_disconnect(&self, socket: &SocketRef<Client>, reason: DisconnectReason) {
         metrics::gauge!("roomcast_connections").decrement(1.0);
+        // Slow consumers in particular are counted here, never silently skipped.
+        metrics::counter!("roomcast_disconnects_total", "reason" => reason.as_str()).increment(1);
         socket.data.slot.release();
     }
 }
