@@ -836,6 +836,9 @@ mod tests {
         assert_eq!(root.broadcast("room-1", &frame, None), 0);
         assert_eq!(root.broadcast_local("room-1", &frame, None), 0);
         let published = adapter.0.lock().clone();
-        assert_eq!(published, vec![("/".to_owned(), "room-1".to_owned(), frame)]);
+        assert_eq!(
+            published,
+            vec![("/".to_owned(), "room-1".to_owned(), frame)]
+        );
     }
 }
