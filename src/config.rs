@@ -40,7 +40,8 @@ pub struct Config {
     )]
     pub database_url: String,
 
-    /// Redis URL for multi-node fan-out; unset means a single node.
+    /// Redis URL for multi-node fan-out; unset means a single node. Multi-node mode is
+    /// not implemented yet: setting it is refused at start.
     #[arg(long, env = "ROOMCAST_REDIS_URL")]
     pub redis_url: Option<String>,
 
@@ -161,6 +162,13 @@ impl Config {
                     reason: "must start with redis:// or rediss://".into(),
                 });
             }
+            // Refuse rather than run as a lone node while the operator believes these
+            // processes share their rooms.
+            return Err(ConfigError {
+                flag: "redis-url",
+                reason: "multi-node mode is not implemented yet; run a single node without it"
+                    .into(),
+            });
         }
         for origin in &self.cors_origins {
             crate::platform::validate::origin(origin).map_err(|reason| ConfigError {
@@ -219,5 +227,16 @@ mod tests {
         let config =
             Config::parse_from(["roomcast", "--cors-origins", "https://a.example,ftp://b"]);
         assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn redis_is_refused_until_multi_node_mode_exists() {
+        for url in ["redis://127.0.0.1:6379", "http://x"] {
+            let config = Config::parse_from(["roomcast", "--redis-url", url]);
+            assert_eq!(
+                config.validate().map_err(|e| e.flag).err(),
+                Some("redis-url")
+            );
+        }
     }
 }
