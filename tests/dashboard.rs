@@ -444,6 +444,9 @@ async fn project_forms_show_inline_errors_and_keep_the_input() {
     zero[4] = ("max_connections", "0");
     let page = browser.post(&path, &zero).await;
     page.assert_invalid("max_connections", "between 1 and 10000");
+    // Every refused setting gets its own message, not just the first one.
+    page.assert_invalid("allowed_origins", "not an origin like");
+    page.assert_valid("messages_per_second");
 
     let mut bad_origin = zero;
     bad_origin[4] = ("max_connections", "3");

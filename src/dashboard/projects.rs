@@ -15,7 +15,10 @@ use super::{page, PageError};
 use crate::app::AppState;
 use crate::platform::secrets::ApiKey;
 use crate::platform::types::Limits;
-use crate::platform::{validate, Patch, PlatformError, Project, ProjectPatch, SettingsPatch};
+use crate::platform::{
+    validate, Patch, PlatformError, Project, ProjectPatch, SettingsPatch,
+    SETTINGS_PROBLEM_SEPARATOR,
+};
 use crate::realtime::{ProjectAccess, PublishError};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -403,18 +406,20 @@ pub async fn settings(
             .await
         {
             Ok(project) => return Ok(back_to(project.id.as_str(), "saved")),
-            Err(PlatformError::Invalid(message)) => {
-                // The platform names the setting it refused ("settings.<field> …").
-                let field = [
-                    &mut fields.max_message_bytes,
-                    &mut fields.messages_per_second,
-                    &mut fields.project_messages_per_second,
-                    &mut fields.max_connections,
-                ]
-                .into_iter()
-                .find(|field| message.starts_with(&format!("settings.{} ", field.id)))
-                .unwrap_or(&mut fields.allowed_origins);
-                field.error = Some(sentence(&message));
+            Err(PlatformError::Invalid(messages)) => {
+                // The platform names each setting it refused ("settings.<field> …").
+                for message in messages.split(SETTINGS_PROBLEM_SEPARATOR) {
+                    let field = [
+                        &mut fields.max_message_bytes,
+                        &mut fields.messages_per_second,
+                        &mut fields.project_messages_per_second,
+                        &mut fields.max_connections,
+                    ]
+                    .into_iter()
+                    .find(|field| message.starts_with(&format!("settings.{} ", field.id)))
+                    .unwrap_or(&mut fields.allowed_origins);
+                    field.error = Some(sentence(message));
+                }
             }
             Err(other) => return Err(other.into()),
         }

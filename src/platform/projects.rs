@@ -101,6 +101,27 @@ fn merge_limit(
     Ok(())
 }
 
+/// Joins the messages of several refused settings in one `INVALID_REQUEST` message.
+pub const SETTINGS_PROBLEM_SEPARATOR: &str = "; ";
+
+fn normalize_origins(origins: &[String]) -> Result<Vec<String>, String> {
+    if origins.len() > validate::ORIGINS_MAX {
+        return Err(format!(
+            "settings.allowed_origins may list at most {} origins",
+            validate::ORIGINS_MAX
+        ));
+    }
+    let mut normalized = Vec::with_capacity(origins.len());
+    for origin in origins {
+        let origin = validate::origin(origin)
+            .map_err(|reason| format!("settings.allowed_origins: {reason}"))?;
+        if !normalized.contains(&origin) {
+            normalized.push(origin);
+        }
+    }
+    Ok(normalized)
+}
+
 impl Platform {
     fn to_project(&self, record: ProjectRecord) -> Project {
         Project {
@@ -176,51 +197,51 @@ impl Platform {
         let limits = self.limits().clone();
         let own = &mut record.overrides;
         let s = patch.settings;
-        merge_limit(
-            &mut own.max_message_bytes,
-            s.max_message_bytes,
-            "max_message_bytes",
-            limits.max_message_bytes,
-        )?;
-        merge_limit(
-            &mut own.messages_per_second,
-            s.messages_per_second,
-            "messages_per_second",
-            limits.messages_per_second,
-        )?;
-        merge_limit(
-            &mut own.project_messages_per_second,
-            s.project_messages_per_second,
-            "project_messages_per_second",
-            limits.project_messages_per_second,
-        )?;
-        merge_limit(
-            &mut own.max_connections,
-            s.max_connections,
-            "max_connections",
-            limits.max_connections,
-        )?;
+        // Every refused setting is reported, not just the first, so a form can mark each.
+        let mut problems = Vec::new();
+        for (target, patch, field, ceiling) in [
+            (
+                &mut own.max_message_bytes,
+                s.max_message_bytes,
+                "max_message_bytes",
+                limits.max_message_bytes,
+            ),
+            (
+                &mut own.messages_per_second,
+                s.messages_per_second,
+                "messages_per_second",
+                limits.messages_per_second,
+            ),
+            (
+                &mut own.project_messages_per_second,
+                s.project_messages_per_second,
+                "project_messages_per_second",
+                limits.project_messages_per_second,
+            ),
+            (
+                &mut own.max_connections,
+                s.max_connections,
+                "max_connections",
+                limits.max_connections,
+            ),
+        ] {
+            if let Err(PlatformError::Invalid(problem)) = merge_limit(target, patch, field, ceiling)
+            {
+                problems.push(problem);
+            }
+        }
         match s.allowed_origins {
             Patch::Keep => {}
             Patch::Reset => own.allowed_origins = None,
-            Patch::Set(origins) => {
-                if origins.len() > validate::ORIGINS_MAX {
-                    return Err(PlatformError::Invalid(format!(
-                        "settings.allowed_origins may list at most {} origins",
-                        validate::ORIGINS_MAX
-                    )));
-                }
-                let mut normalized = Vec::with_capacity(origins.len());
-                for origin in &origins {
-                    let origin = validate::origin(origin).map_err(|reason| {
-                        PlatformError::Invalid(format!("settings.allowed_origins: {reason}"))
-                    })?;
-                    if !normalized.contains(&origin) {
-                        normalized.push(origin);
-                    }
-                }
-                own.allowed_origins = Some(normalized);
-            }
+            Patch::Set(origins) => match normalize_origins(&origins) {
+                Ok(normalized) => own.allowed_origins = Some(normalized),
+                Err(problem) => problems.push(problem),
+            },
+        }
+        if !problems.is_empty() {
+            return Err(PlatformError::Invalid(
+                problems.join(SETTINGS_PROBLEM_SEPARATOR),
+            ));
         }
         let updated = self
             .inner

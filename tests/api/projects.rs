@@ -326,6 +326,20 @@ async fn invalid_patches_are_rejected_and_change_nothing() {
         .await
         .unwrap();
     assert_eq!(shown["project"], project.json);
+
+    // Several refused settings are all named in the one error message.
+    let response = patch(
+        &app,
+        &user,
+        &project.id,
+        json!({ "settings": { "max_connections": 0, "allowed_origins": ["nope"] } }),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body: Value = response.json().await.unwrap();
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("max_connections"), "{message}");
+    assert!(message.contains("allowed_origins"), "{message}");
 }
 
 #[tokio::test]
