@@ -6,7 +6,7 @@
 //! the ticker walks the sessions a few times per ping interval, and every request also
 //! checks its session's deadlines first, so an expired session is never served.
 
-use super::eio_packet::{self, Inbound, OutFrame, Payload, NOOP};
+use super::eio_packet::{self, Inbound, OutFrame, Payload, CLOSE, NOOP};
 use super::session::{CloseReason, ConnInfo, Phase, Session};
 use super::ws::{self, Message, OpCode, Reassembler};
 use axum::body::Body;
@@ -354,12 +354,15 @@ impl<A: EioApp> EngineIo<A> {
                 }
                 if !core.outbox.is_empty() {
                     drop(core);
-                    let (frames, closing) = session.take_outbox();
-                    if let Some(reason) = closing {
-                        session.close(reason);
-                    }
+                    let (frames, _) = session.take_outbox();
                     let frames: Vec<_> = frames.into();
                     return text_response(StatusCode::OK, eio_packet::encode_payload(&frames));
+                }
+                if let Some(reason) = core.close_when_flushed {
+                    // Everything queued went out in earlier polls; now the close packet.
+                    drop(core);
+                    session.close(reason);
+                    return text_response(StatusCode::OK, bytes_of(&CLOSE));
                 }
                 if core.phase != Phase::Polling {
                     return text_response(StatusCode::OK, bytes_of(&NOOP));

@@ -6,7 +6,7 @@
 //! long-poll) is woken. A client whose unsent backlog passes the bound is closed, so one
 //! slow reader cannot grow our memory or hold up its room.
 
-use super::eio_packet::{OutFrame, CLOSE, PING};
+use super::eio_packet::{OutFrame, PING};
 use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -172,10 +172,9 @@ impl<S> Session<S> {
         if matches!(core.phase, Phase::Closed(_)) || core.close_when_flushed.is_some() {
             return;
         }
-        if core.phase != Phase::WebSocket {
-            // Long-polling learns of the close from a close packet after the data.
-            core.outbox.push_back(CLOSE);
-        }
+        // Long-polling learns of the close from a close packet in a poll of its own,
+        // after the one that carries the data: socket.io-client handles a transport close
+        // before the packets that arrived with it, and would lose them.
         core.close_when_flushed = Some(reason);
         drop(core);
         self.notify.notify_one();

@@ -61,7 +61,7 @@ impl Default for SioConfig {
 pub struct ConnectRequest<'a> {
     /// The namespace asked for.
     pub namespace: &'a str,
-    /// The CONNECT packet's `auth` payload (always a JSON object when present).
+    /// The CONNECT packet's `auth` payload: valid JSON, but not necessarily an object.
     pub auth: Option<&'a RawValue>,
     /// Facts about the request that opened the session.
     pub info: &'a ConnInfo,
