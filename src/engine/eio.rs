@@ -147,7 +147,8 @@ impl<A: EioApp> Clone for EngineIo<A> {
     }
 }
 
-fn random_sid() -> Box<str> {
+/// A random 120-bit id in URL-safe base64 (Engine.IO session ids, Socket.IO socket ids).
+pub(crate) fn random_sid() -> Box<str> {
     use base64::Engine as _;
     let bytes: [u8; 15] = rand::random();
     base64::engine::general_purpose::URL_SAFE_NO_PAD

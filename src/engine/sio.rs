@@ -646,7 +646,7 @@ impl<H: Handler> SioApp<H> {
         match self.handler.authorize(request).await {
             Ok(data) => {
                 let socket = Arc::new(Socket {
-                    id: random_id(),
+                    id: super::eio::random_sid(),
                     namespace: namespace.clone(),
                     session: session.clone(),
                     connected: AtomicBool::new(true),
@@ -670,14 +670,6 @@ impl<H: Handler> SioApp<H> {
             }
         }
     }
-}
-
-fn random_id() -> Box<str> {
-    use base64::Engine as _;
-    let bytes: [u8; 15] = rand::random();
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(bytes)
-        .into_boxed_str()
 }
 
 impl<H: Handler> EioApp for SioApp<H> {

@@ -64,6 +64,11 @@ impl Rejection {
         }
     }
 
+    /// Counts the refusal in `roomcast_messages_rejected_total{reason}`.
+    pub fn count(self) {
+        metrics::counter!("roomcast_messages_rejected_total", "reason" => self.code()).increment(1);
+    }
+
     /// The `{code, message, …detail}` object.
     pub fn to_json(self) -> serde_json::Value {
         match self {
@@ -95,8 +100,7 @@ impl Rejection {
 
 /// Sends the `error` event (and the negative ack if one was asked for).
 pub(super) fn reject(socket: &SocketRef<Client>, rejection: Rejection, ack_id: Option<u64>) {
-    metrics::counter!("roomcast_messages_rejected_total", "reason" => rejection.code())
-        .increment(1);
+    rejection.count();
     let error = rejection.to_json();
     if let Ok(raw) = serde_json::value::to_raw_value(&error) {
         socket.emit("error", &[&raw], &[]);

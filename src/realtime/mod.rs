@@ -238,8 +238,7 @@ impl Realtime {
         };
         if let Some(rejection) = refused {
             project.count_rejected();
-            metrics::counter!("roomcast_messages_rejected_total", "reason" => rejection.code())
-                .increment(1);
+            rejection.count();
             return Err(match rejection {
                 Rejection::MessageTooLarge(limit) => PublishError::MessageTooLarge { limit },
                 Rejection::RateLimited(retry_after_ms) => {
