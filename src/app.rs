@@ -4,6 +4,7 @@
 //! The app never binds a port or listens for signals: [`App::serve`] takes a bound
 //! listener and a shutdown future, so tests run many apps side by side on port 0.
 
+use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::http;
@@ -35,6 +36,8 @@ pub struct AppState {
     pub store: Store,
     /// Realtime side (key resolution, publish, stats).
     pub realtime: Realtime,
+    /// Membership of a cluster, when `--redis-url` is set.
+    pub cluster: Option<Cluster>,
     /// Validated settings.
     pub config: Arc<Config>,
     /// Prometheus registry handle.
@@ -74,6 +77,18 @@ impl App {
             },
             directory,
         );
+        let cluster = match &config.redis_url {
+            Some(url) => {
+                if store.backend() == "sqlite" {
+                    tracing::warn!(
+                        "multi-node mode on SQLite: every node must share this one file; \
+                         use PostgreSQL when nodes run on several machines"
+                    );
+                }
+                Some(Cluster::join(url, &realtime)?)
+            }
+            None => None,
+        };
         let platform = Platform::new(
             store.clone(),
             realtime.clone(),
@@ -87,6 +102,7 @@ impl App {
             platform,
             store,
             realtime,
+            cluster,
             config: Arc::new(config),
             metrics,
         };
@@ -126,11 +142,15 @@ impl App {
         let address = listener.local_addr().context("reading the bound address")?;
         tracing::info!(%address, "serving");
         let realtime = self.state.realtime.clone();
+        let cluster = self.state.cluster.clone();
         let shutdown = async move {
             shutdown.await;
             // Close every client transport first: long-polls return, WebSockets get a
             // close frame, and socket.io clients reconnect by themselves (elsewhere).
             realtime.close_all();
+            if let Some(cluster) = cluster {
+                cluster.leave().await;
+            }
         };
         http::serve::serve(listener, self.router(), shutdown, DRAIN).await;
         self.state.store.close().await;

@@ -40,8 +40,8 @@ pub struct Config {
     )]
     pub database_url: String,
 
-    /// Redis URL for multi-node fan-out; unset means a single node. Multi-node mode is
-    /// not implemented yet: setting it is refused at start.
+    /// Redis URL for multi-node fan-out (`redis://[:PASSWORD@]HOST[:PORT][/DB]`); unset
+    /// means a single node. With several nodes, use one PostgreSQL database for all.
     #[arg(long, env = "ROOMCAST_REDIS_URL")]
     pub redis_url: Option<String>,
 
@@ -156,19 +156,20 @@ impl Config {
             });
         }
         if let Some(redis) = &self.redis_url {
-            if !(redis.starts_with("redis://") || redis.starts_with("rediss://")) {
+            if redis.starts_with("rediss://") {
                 return Err(ConfigError {
                     flag: "redis-url",
-                    reason: "must start with redis:// or rediss://".into(),
+                    reason: "TLS to Redis (rediss://) is not built in; use redis:// on a \
+                             private network or through a local TLS tunnel"
+                        .into(),
                 });
             }
-            // Refuse rather than run as a lone node while the operator believes these
-            // processes share their rooms.
-            return Err(ConfigError {
-                flag: "redis-url",
-                reason: "multi-node mode is not implemented yet; run a single node without it"
-                    .into(),
-            });
+            if !redis.starts_with("redis://") || redis::Client::open(redis.as_str()).is_err() {
+                return Err(ConfigError {
+                    flag: "redis-url",
+                    reason: "must be a redis://HOST[:PORT][/DB] URL".into(),
+                });
+            }
         }
         for origin in &self.cors_origins {
             crate::platform::validate::origin(origin).map_err(|reason| ConfigError {
@@ -230,12 +231,22 @@ mod tests {
     }
 
     #[test]
-    fn redis_is_refused_until_multi_node_mode_exists() {
-        for url in ["redis://127.0.0.1:6379", "http://x"] {
+    fn redis_urls_are_checked() {
+        for url in ["redis://127.0.0.1:6379", "redis://:secret@redis.internal/2"] {
+            let config = Config::parse_from(["roomcast", "--redis-url", url]);
+            assert!(config.validate().is_ok(), "{url}");
+        }
+        for url in [
+            "http://x",
+            "rediss://127.0.0.1",
+            "redis://host:notaport",
+            "",
+        ] {
             let config = Config::parse_from(["roomcast", "--redis-url", url]);
             assert_eq!(
                 config.validate().map_err(|e| e.flag).err(),
-                Some("redis-url")
+                Some("redis-url"),
+                "{url}"
             );
         }
     }

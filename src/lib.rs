@@ -10,6 +10,7 @@
 //! - [`realtime`]: roomcast on the engine: API-key auth, one room per project, the relay.
 //! - [`platform`]: domain rules for accounts, sessions, projects and keys.
 //! - [`http`]: the accept loop and REST handlers, one file per resource.
+//! - [`cluster`]: many nodes as one over Redis pub/sub (SPEC §6).
 //! - [`dashboard`]: server-rendered pages for people (sign up, projects, keys, live console).
 //! - [`store`]: accounts, sessions and projects in SQLite or PostgreSQL.
 //! - [`app`]: `AppState`, building the app and the one place where routes are mounted.
@@ -18,6 +19,7 @@
 //! - [`telemetry`]: logging and the Prometheus registry.
 
 pub mod app;
+pub mod cluster;
 pub mod config;
 pub mod dashboard;
 pub mod engine;

@@ -113,7 +113,7 @@ impl Feed {
                 let projects = self.state.platform.list_projects(&user).await?;
                 let counts: BTreeMap<String, u64> = projects
                     .into_iter()
-                    .map(|p| (p.id.0.clone(), self.state.realtime.stats(&p.id).connections))
+                    .map(|p| (p.id.0.clone(), self.state.realtime.connections(&p.id)))
                     .collect();
                 Ok(json_event("connections", counts))
             }

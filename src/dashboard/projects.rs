@@ -83,7 +83,7 @@ pub async fn list(
         .map(|project| {
             let (created, created_iso) = display_time(&project);
             ProjectRow {
-                connections: state.realtime.stats(&project.id).connections,
+                connections: state.realtime.connections(&project.id),
                 id: project.id,
                 name: project.name,
                 key_prefix: project.key_prefix,
@@ -249,14 +249,14 @@ fn settings_form(project: &Project, limits: &Limits) -> SettingsForm {
     }
 }
 
-fn project_page(state: &AppState, viewer: &Viewer, project: &Project) -> ProjectPage {
+async fn project_page(state: &AppState, viewer: &Viewer, project: &Project) -> ProjectPage {
     ProjectPage {
         layout: layout(viewer),
         id: project.id.clone(),
         name: project.name.clone(),
         key_prefix: project.key_prefix.clone(),
         created: display_time(project).0,
-        stats: state.realtime.stats(&project.id),
+        stats: state.realtime.stats(&project.id).await,
         notice: None,
         message: Field::new("message", "Message", "text")
             .attrs(r#"autocomplete="off" spellcheck="false""#),
@@ -273,7 +273,7 @@ pub async fn show(
     Query(query): Query<DoneQuery>,
 ) -> Result<Response, PageError> {
     let project = state.platform.get_project(&viewer.user, &id).await?;
-    let mut view = project_page(&state, &viewer, &project);
+    let mut view = project_page(&state, &viewer, &project).await;
     view.notice = query.notice();
     page(StatusCode::OK, &view)
 }
@@ -300,7 +300,7 @@ pub async fn rename(
         Ok(project) => Ok(back_to(project.id.as_str(), "renamed")),
         Err(PlatformError::Invalid(message)) => {
             let project = state.platform.get_project(&viewer.user, &id).await?;
-            let mut view = project_page(&state, &viewer, &project);
+            let mut view = project_page(&state, &viewer, &project).await;
             view.rename = name_field(&form.name).error(sentence(&message));
             page(StatusCode::UNPROCESSABLE_ENTITY, &view)
         }
@@ -424,7 +424,7 @@ pub async fn settings(
             Err(other) => return Err(other.into()),
         }
     }
-    let mut view = project_page(&state, &viewer, &project);
+    let mut view = project_page(&state, &viewer, &project).await;
     view.settings = fields;
     page(StatusCode::UNPROCESSABLE_ENTITY, &view)
 }
@@ -543,7 +543,7 @@ pub async fn send(
         )
             .into_response()),
         (Err(message), false) => {
-            let mut view = project_page(&state, &viewer, &project);
+            let mut view = project_page(&state, &viewer, &project).await;
             view.message = Field::new("message", "Message", "text")
                 .value(form.message)
                 .error(message)

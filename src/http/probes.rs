@@ -1,5 +1,5 @@
-//! Probes and metrics: `GET /healthz` (the process serves), `GET /readyz` (the database
-//! answers), `GET /metrics` (Prometheus text).
+//! Probes and metrics: `GET /healthz` (the process serves), `GET /readyz` (the database,
+//! and Redis when clustered, answer), `GET /metrics` (Prometheus text).
 
 use crate::app::AppState;
 use crate::error::ApiError;
@@ -28,13 +28,17 @@ async fn healthz() -> Json<Value> {
 
 async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     match tokio::time::timeout(READY_TIMEOUT, state.store.ping()).await {
-        Ok(Ok(())) => Ok(Json(json!({ "status": "ready" }))),
+        Ok(Ok(())) => {}
         Ok(Err(error)) => {
             tracing::warn!(error = %error, "readiness: database failed");
-            Err(ApiError::NotReady("database is not answering".into()))
+            return Err(ApiError::NotReady("database is not answering".into()));
         }
-        Err(_) => Err(ApiError::NotReady("database did not answer in time".into())),
+        Err(_) => return Err(ApiError::NotReady("database did not answer in time".into())),
     }
+    if let Some(cluster) = &state.cluster {
+        cluster.health().await.map_err(ApiError::NotReady)?;
+    }
+    Ok(Json(json!({ "status": "ready" })))
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {

@@ -303,6 +303,6 @@ impl Platform {
         id: &str,
     ) -> Result<ProjectStats, PlatformError> {
         let record = self.owned(user, id).await?;
-        Ok(self.inner.realtime.stats(&record.id))
+        Ok(self.inner.realtime.stats(&record.id).await)
     }
 }

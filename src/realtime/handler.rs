@@ -176,9 +176,12 @@ impl RoomcastHandler {
 }
 
 /// `42["message",<literal>]`, encoded once for every recipient.
+/// What every `message` frame starts with; the JSON string and `]` follow.
+pub(super) const MESSAGE_PREFIX: &str = "42[\"message\",";
+
 pub(super) fn message_frame(literal: &str) -> OutFrame {
     let mut text = String::with_capacity(literal.len() + 14);
-    text.push_str("42[\"message\",");
+    text.push_str(MESSAGE_PREFIX);
     text.push_str(literal);
     text.push(']');
     OutFrame::Text(Bytes::from(text))
@@ -215,7 +218,7 @@ impl Handler for RoomcastHandler {
             return Err(connect_error("ORIGIN_NOT_ALLOWED", "origin not allowed"));
         }
         let slot = project
-            .try_reserve_connection()
+            .try_reserve_connection(self.shared.connections_elsewhere(&project.id))
             .ok_or_else(|| connect_error("CONNECTION_LIMIT", "connection limit reached"))?;
         let bucket = Mutex::new(TokenBucket::new(project.messages_per_second()));
         Ok(Client {

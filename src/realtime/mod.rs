@@ -5,6 +5,10 @@
 //! [`KeyDirectory`] trait it implements; nothing here touches the database directly.
 //! Keys resolve through an in-memory cache (key hash → project) that revocation clears,
 //! so neither a message nor a reconnect with a known key costs a database round trip.
+//!
+//! On several nodes, [`Peers`] (the cluster) carries broadcasts, revocations and settings
+//! to the other nodes and reports their connections; what arrives from them comes back
+//! in through the `*_from_peer` methods and [`Realtime::revalidate`].
 
 mod handler;
 mod project;
@@ -13,10 +17,12 @@ use crate::engine::{
     BinaryPolicy, Cors, EioConfig, Namespace, OutFrame, SioConfig, Socket, SocketIo,
 };
 use crate::platform::types::{Limits, ProjectId, ProjectSettings};
+use bytes::Bytes;
 use handler::{Client, Rejection, RoomcastHandler};
 use parking_lot::RwLock;
+pub use project::ChangeSignal;
 use project::ProjectState;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
@@ -39,6 +45,25 @@ pub type DirectoryFuture<'a> =
 pub trait KeyDirectory: Send + Sync + 'static {
     /// Finds the live project whose API key has this SHA-256 hash.
     fn find_by_key_hash(&self, key_hash: [u8; 32]) -> DirectoryFuture<'_>;
+}
+
+/// Boxed future of cluster-wide counters, returned by [`Peers::cluster_stats`].
+pub type StatsFuture<'a> = Pin<Box<dyn Future<Output = ProjectStats> + Send + 'a>>;
+
+/// The other nodes of a cluster, as the realtime side needs them; implemented by
+/// [`crate::cluster::Cluster`], absent on a single node. Nothing here may block: the
+/// forwarding calls sit on the message path and only queue.
+pub trait Peers: Send + Sync + 'static {
+    /// Sends a `message` frame broadcast in the project's room here to the other nodes.
+    fn forward_message(&self, project: &ProjectId, frame: &Bytes);
+    /// Tells the other nodes that the project's keys but `surviving` are revoked.
+    fn forward_revocation(&self, project: &ProjectId, surviving: Option<[u8; 32]>);
+    /// Tells the other nodes the project's new settings.
+    fn forward_settings(&self, project: &ProjectId, settings: &ProjectSettings);
+    /// The project's live connections on the other nodes, as last reported.
+    fn connections_elsewhere(&self, project: &ProjectId) -> u64;
+    /// The project's cluster-wide counters, given this node's own.
+    fn cluster_stats<'a>(&'a self, project: &'a ProjectId, local: ProjectStats) -> StatsFuture<'a>;
 }
 
 /// Why an HTTP publish was refused.
@@ -110,6 +135,10 @@ pub(crate) struct Shared {
     keys: RwLock<HashMap<[u8; 32], Arc<ProjectState>>>,
     projects: RwLock<HashMap<ProjectId, Arc<ProjectState>>>,
     namespace: OnceLock<Arc<Namespace<Client>>>,
+    /// The other nodes, when this one is part of a cluster.
+    peers: OnceLock<Arc<dyn Peers>>,
+    /// Raised whenever a project's counters move (the cluster reports them).
+    changes: Arc<ChangeSignal>,
 }
 
 impl Shared {
@@ -120,8 +149,21 @@ impl Shared {
         self.projects
             .write()
             .entry(id.clone())
-            .or_insert_with(|| Arc::new(ProjectState::new(id.clone(), settings)))
+            .or_insert_with(|| {
+                Arc::new(ProjectState::new(
+                    id.clone(),
+                    settings,
+                    self.changes.clone(),
+                ))
+            })
             .clone()
+    }
+
+    /// The project's live connections on other nodes (none on a single node).
+    pub(crate) fn connections_elsewhere(&self, id: &ProjectId) -> u64 {
+        self.peers
+            .get()
+            .map_or(0, |peers| peers.connections_elsewhere(id))
     }
 
     /// The live project of a key hash: from the cache, else from the directory.
@@ -152,7 +194,23 @@ impl Shared {
         };
         let delivered = namespace.broadcast(&project.room, frame, except) as u64;
         project.count_delivered(delivered);
+        if let (Some(peers), OutFrame::Text(bytes)) = (self.peers.get(), frame) {
+            peers.forward_message(&project.id, bytes);
+        }
         delivered
+    }
+
+    /// Disconnects the project's sockets whose key `is_revoked`, with `API_KEY_REVOKED`.
+    fn disconnect_revoked(&self, project: &ProjectState, is_revoked: impl Fn(&[u8; 32]) -> bool) {
+        let Some(namespace) = self.namespace.get() else {
+            return;
+        };
+        for socket in namespace.sockets_in(&project.room) {
+            if is_revoked(&socket.data.key_hash) {
+                handler::reject(&socket, Rejection::ApiKeyRevoked, None);
+                socket.disconnect();
+            }
+        }
     }
 }
 
@@ -172,6 +230,8 @@ impl Realtime {
             keys: RwLock::new(HashMap::new()),
             projects: RwLock::new(HashMap::new()),
             namespace: OnceLock::new(),
+            peers: OnceLock::new(),
+            changes: Arc::default(),
         });
         let cors = if config.cors_origins.is_empty() {
             Cors::AnyOrigin
@@ -220,7 +280,8 @@ impl Realtime {
         }))
     }
 
-    /// Broadcasts `message` to every socket of the project's room; returns the copies sent.
+    /// Broadcasts `message` to every socket of the project's room on every node; returns
+    /// the copies sent here plus the project's live sockets on the other nodes.
     pub fn publish(&self, access: &ProjectAccess, message: &str) -> Result<u64, PublishError> {
         let project = self.shared.project(&access.project_id, &access.settings);
         if project.is_provisional() {
@@ -253,13 +314,21 @@ impl Realtime {
         if project.has_watchers() {
             project.feed(message.into());
         }
-        Ok(delivered)
+        Ok(delivered + self.shared.connections_elsewhere(&project.id))
     }
 
     /// The project's key was regenerated (`surviving` is the new key's hash) or the
     /// project deleted (`None`): forget its old keys and disconnect every socket that
-    /// used one, with `API_KEY_REVOKED`.
+    /// used one, with `API_KEY_REVOKED`, on this node and on the others.
     pub fn revoke_project(&self, project_id: &ProjectId, surviving: Option<[u8; 32]>) {
+        self.revoke_from_peer(project_id, surviving);
+        if let Some(peers) = self.shared.peers.get() {
+            peers.forward_revocation(project_id, surviving);
+        }
+    }
+
+    /// A revocation made on another node (or this one): applied here only.
+    pub fn revoke_from_peer(&self, project_id: &ProjectId, surviving: Option<[u8; 32]>) {
         let revoked: Vec<[u8; 32]> = {
             let mut keys = self.shared.keys.write();
             let old: Vec<_> = keys
@@ -278,33 +347,127 @@ impl Realtime {
         if surviving.is_none() {
             self.shared.projects.write().remove(project_id);
         }
-        let Some(namespace) = self.shared.namespace.get() else {
-            return;
-        };
-        for socket in namespace.sockets_in(&project.room) {
-            if Some(socket.data.key_hash) != surviving {
-                handler::reject(&socket, Rejection::ApiKeyRevoked, None);
-                socket.disconnect();
-            }
+        self.shared
+            .disconnect_revoked(&project, |hash| Some(*hash) != surviving);
+    }
+
+    /// The project's settings changed: apply them to live sockets at once, on every node.
+    pub fn update_settings(&self, project_id: &ProjectId, settings: &ProjectSettings) {
+        self.settings_from_peer(project_id, settings);
+        if let Some(peers) = self.shared.peers.get() {
+            peers.forward_settings(project_id, settings);
         }
     }
 
-    /// The project's settings changed: apply them to live sockets at once.
-    pub fn update_settings(&self, project_id: &ProjectId, settings: &ProjectSettings) {
+    /// Settings changed on another node: applied here only.
+    pub fn settings_from_peer(&self, project_id: &ProjectId, settings: &ProjectSettings) {
         let project = self.shared.projects.read().get(project_id).cloned();
         if let Some(project) = project {
             project.apply(settings);
         }
     }
 
-    /// The project's counters.
-    pub fn stats(&self, project_id: &ProjectId) -> ProjectStats {
+    /// A `message` frame broadcast on another node: delivered to this node's sockets of
+    /// the project's room (and its console).
+    pub fn message_from_peer(&self, project_id: &ProjectId, frame: Bytes) {
+        let project = self.shared.projects.read().get(project_id).cloned();
+        let (Some(project), Some(namespace)) = (project, self.shared.namespace.get()) else {
+            return; // no socket and no console of this project here
+        };
+        let literal = frame
+            .get(handler::MESSAGE_PREFIX.len()..frame.len().saturating_sub(1))
+            .and_then(|bytes| std::str::from_utf8(bytes).ok())
+            .map(str::to_owned);
+        let delivered = namespace.broadcast_local(&project.room, &OutFrame::Text(frame), None);
+        project.count_delivered(delivered as u64);
+        if project.has_watchers() {
+            if let Some(text) = literal.and_then(|l| serde_json::from_str::<String>(&l).ok()) {
+                project.feed(text.into());
+            }
+        }
+    }
+
+    /// After the link to the other nodes was down (revocations may have been missed):
+    /// forgets every cached key, looks up each key live sockets use, disconnects the
+    /// sockets whose key is gone and applies current settings.
+    pub async fn revalidate(&self) {
+        self.shared.keys.write().clear();
+        let projects: Vec<Arc<ProjectState>> =
+            self.shared.projects.read().values().cloned().collect();
+        let Some(namespace) = self.shared.namespace.get() else {
+            return;
+        };
+        for project in projects {
+            let in_use: HashSet<[u8; 32]> = namespace
+                .sockets_in(&project.room)
+                .iter()
+                .map(|socket| socket.data.key_hash)
+                .collect();
+            for hash in in_use {
+                match self.shared.directory.find_by_key_hash(hash).await {
+                    Ok(Some(access)) if access.project_id == project.id => {
+                        project.apply(&access.settings);
+                        self.shared.keys.write().insert(hash, project.clone());
+                    }
+                    Ok(_) => {
+                        project.revoke(&[hash], false);
+                        self.shared.disconnect_revoked(&project, |h| *h == hash);
+                    }
+                    Err(error) => {
+                        tracing::warn!(error = format!("{error:#}"), "revalidating a key failed");
+                    }
+                }
+            }
+        }
+    }
+
+    /// This node's own counters of every project it knows (for the cluster's reports).
+    pub fn local_counters(&self) -> Vec<(ProjectId, ProjectStats)> {
         self.shared
+            .projects
+            .read()
+            .values()
+            .map(|p| (p.id.clone(), p.stats()))
+            .collect()
+    }
+
+    /// Raised whenever a project's counters on this node move.
+    pub fn changes(&self) -> Arc<ChangeSignal> {
+        self.shared.changes.clone()
+    }
+
+    /// Joins a cluster: from now on broadcasts, revocations and settings go to `peers`
+    /// too. Set once, before serving.
+    pub fn attach_peers(&self, peers: Arc<dyn Peers>) {
+        if self.shared.peers.set(peers).is_err() {
+            tracing::warn!("peers attached twice; keeping the first");
+        }
+    }
+
+    /// The project's counters, cluster-wide.
+    pub async fn stats(&self, project_id: &ProjectId) -> ProjectStats {
+        let local = self
+            .shared
             .projects
             .read()
             .get(project_id)
             .map(|p| p.stats())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        match self.shared.peers.get() {
+            Some(peers) => peers.cluster_stats(project_id, local).await,
+            None => local,
+        }
+    }
+
+    /// The project's live connections on every node.
+    pub fn connections(&self, project_id: &ProjectId) -> u64 {
+        let here = self
+            .shared
+            .projects
+            .read()
+            .get(project_id)
+            .map_or(0, |p| p.stats().connections);
+        here + self.shared.connections_elsewhere(project_id)
     }
 
     /// A live feed of the messages broadcast in the project's room (for the dashboard's

@@ -44,6 +44,33 @@ impl TokenBucket {
     }
 }
 
+/// Tells a waiting reporter (the cluster's) that some project's counters moved; cheap
+/// enough for the message path: one relaxed load while a change is already pending.
+#[derive(Default)]
+pub struct ChangeSignal {
+    pending: AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+impl ChangeSignal {
+    /// Records a change and wakes the reporter if it was not already told.
+    pub fn mark(&self) {
+        if !self.pending.load(Ordering::Relaxed) && !self.pending.swap(true, Ordering::AcqRel) {
+            self.notify.notify_one();
+        }
+    }
+
+    /// Waits for the next change.
+    pub async fn changed(&self) {
+        self.notify.notified().await;
+    }
+
+    /// Clears the pending mark just before the reporter reads the counters.
+    pub fn clear(&self) {
+        self.pending.store(false, Ordering::Release);
+    }
+}
+
 /// A project as the realtime side sees it.
 pub struct ProjectState {
     /// The project id, which is also its room name.
@@ -65,6 +92,7 @@ pub struct ProjectState {
     provisional: AtomicBool,
     revoked_keys: Mutex<Vec<[u8; 32]>>,
     feed: Mutex<Option<broadcast::Sender<Arc<str>>>>,
+    changes: Arc<ChangeSignal>,
     metric_connections: Gauge,
     metric_received: Counter,
     metric_delivered: Counter,
@@ -72,7 +100,7 @@ pub struct ProjectState {
 
 impl ProjectState {
     /// State for a project first seen with these settings.
-    pub fn new(id: ProjectId, settings: &ProjectSettings) -> Self {
+    pub fn new(id: ProjectId, settings: &ProjectSettings, changes: Arc<ChangeSignal>) -> Self {
         let label = id.as_str().to_owned();
         let state = Self {
             room: Arc::from(id.as_str()),
@@ -90,6 +118,7 @@ impl ProjectState {
             provisional: AtomicBool::new(false),
             revoked_keys: Mutex::new(Vec::new()),
             feed: Mutex::new(None),
+            changes,
             metric_connections: metrics::gauge!("roomcast_project_connections", "project" => label.clone()),
             metric_received: metrics::counter!("roomcast_project_messages_received_total", "project" => label.clone()),
             metric_delivered: metrics::counter!("roomcast_project_messages_delivered_total", "project" => label),
@@ -169,17 +198,19 @@ impl ProjectState {
         self.bucket.lock().take(rate, now)
     }
 
-    /// Reserves a connection slot if the project is under its limit.
-    pub fn try_reserve_connection(self: &Arc<Self>) -> Option<ConnectionSlot> {
+    /// Reserves a connection slot if the project, counting the `elsewhere` connections
+    /// it has on other nodes, is under its limit.
+    pub fn try_reserve_connection(self: &Arc<Self>, elsewhere: u64) -> Option<ConnectionSlot> {
         let max = u64::from(self.max_connections.load(Ordering::Relaxed));
         let reserved = self
             .connections
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < max).then_some(n + 1)
+                (n.saturating_add(elsewhere) < max).then_some(n + 1)
             })
             .is_ok();
         reserved.then(|| {
             self.metric_connections.increment(1.0);
+            self.changes.mark();
             ConnectionSlot {
                 project: self.clone(),
                 held: AtomicBool::new(true),
@@ -191,17 +222,20 @@ impl ProjectState {
     pub fn count_received(&self) {
         self.received.fetch_add(1, Ordering::Relaxed);
         self.metric_received.increment(1);
+        self.changes.mark();
     }
 
     /// Counts a refused message.
     pub fn count_rejected(&self) {
         self.rejected.fetch_add(1, Ordering::Relaxed);
+        self.changes.mark();
     }
 
     /// Counts copies queued for sockets.
     pub fn count_delivered(&self, copies: u64) {
         self.delivered.fetch_add(copies, Ordering::Relaxed);
         self.metric_delivered.increment(copies);
+        self.changes.mark();
     }
 
     /// The project's counters.
@@ -270,6 +304,7 @@ impl ConnectionSlot {
         if self.held.swap(false, Ordering::AcqRel) {
             self.project.connections.fetch_sub(1, Ordering::AcqRel);
             self.project.metric_connections.decrement(1.0);
+            self.project.changes.mark();
         }
     }
 }
@@ -302,22 +337,43 @@ mod tests {
     fn slots_respect_the_limit_and_come_back() {
         let mut settings = ProjectSettings::defaults(&Limits::default());
         settings.max_connections = 1;
-        let project = Arc::new(ProjectState::new(ProjectId("p".into()), &settings));
-        let slot = project.try_reserve_connection().expect("first fits");
-        assert!(project.try_reserve_connection().is_none());
+        let project = Arc::new(ProjectState::new(
+            ProjectId("p".into()),
+            &settings,
+            Arc::default(),
+        ));
+        let slot = project.try_reserve_connection(0).expect("first fits");
+        assert!(project.try_reserve_connection(0).is_none());
         slot.release();
         slot.release();
         assert_eq!(project.stats().connections, 0);
-        let again = project.try_reserve_connection();
+        let again = project.try_reserve_connection(0);
         assert!(again.is_some());
         drop(again);
         assert_eq!(project.stats().connections, 0);
     }
 
     #[test]
+    fn connections_on_other_nodes_count_against_the_limit() {
+        let mut settings = ProjectSettings::defaults(&Limits::default());
+        settings.max_connections = 3;
+        let project = Arc::new(ProjectState::new(
+            ProjectId("p".into()),
+            &settings,
+            Arc::default(),
+        ));
+        let first = project
+            .try_reserve_connection(1)
+            .expect("1 here + 1 elsewhere < 3");
+        assert!(project.try_reserve_connection(2).is_none());
+        assert!(project.try_reserve_connection(1).is_some());
+        drop(first);
+    }
+
+    #[test]
     fn origins_are_checked_only_when_listed() {
         let mut settings = ProjectSettings::defaults(&Limits::default());
-        let project = ProjectState::new(ProjectId("p".into()), &settings);
+        let project = ProjectState::new(ProjectId("p".into()), &settings, Arc::default());
         assert!(project.origin_allowed(Some("https://evil.example")));
         settings.allowed_origins = vec!["https://app.example".into()];
         project.apply(&settings);

@@ -1,0 +1,529 @@
+//! Many nodes as one (SPEC §6): every node publishes on, and subscribes to, one Redis
+//! pub/sub channel, the bus.
+//!
+//! - A `message` broadcast on a node is published once, as its final frame; every other
+//!   node writes it to its own sockets of the room. One publishing connection and one
+//!   subscribing connection per node keep each sender's order.
+//! - Key revocations and settings changes travel the same way, so they apply on every
+//!   node at once. After the bus was down (and events may have been missed), a node
+//!   looks up again every key its sockets use ([`Realtime::revalidate`]).
+//! - Each node reports its live connections per project on the bus when they change
+//!   and every second; a node not heard of for [`PEER_TTL`] is forgotten. That view
+//!   gives cluster-wide connection counts, `max_connections` and `delivered_to` without
+//!   a Redis round trip on the connect or publish path.
+//! - Message counters are cumulative, so they live in Redis: each node adds its deltas
+//!   to one hash per project (`HINCRBY`) moments after they change, and a stats read
+//!   sums that hash with the reading node's own not-yet-flushed part.
+//!
+//! Redis going away stops only cross-node traffic: local delivery goes on, `/readyz`
+//! reports it, and the supervisor and the subscriber reconnect by themselves. Messages
+//! published while Redis is away are dropped (and counted), not queued without bound.
+//!
+//! The project-wide message rate stays a per-node bucket: a shared bucket would put a
+//! Redis round trip on every message.
+
+pub mod link;
+pub mod wire;
+
+use crate::platform::types::{ProjectId, ProjectSettings};
+use crate::realtime::{Peers, ProjectStats, Realtime, StatsFuture};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use link::{RedisLink, REDIS_TIMEOUT};
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use wire::{BusEvent, Envelope, NodeId};
+
+/// The pub/sub channel every node publishes on and subscribes to.
+pub const BUS_CHANNEL: &str = "roomcast:bus";
+/// How often a node reports all its connections (and so shows it is alive).
+pub const HEARTBEAT: Duration = Duration::from_secs(1);
+/// A node not heard of for this long is forgotten (its connections no longer count).
+pub const PEER_TTL: Duration = Duration::from_millis(3_500);
+/// How long counter changes gather before they are flushed together.
+const COALESCE: Duration = Duration::from_millis(5);
+/// Events waiting for the publisher; past this, new ones are dropped and counted.
+const OUTBOX_CAPACITY: usize = 65_536;
+/// Events sent to Redis in one pipeline at most.
+const PUBLISH_BATCH: usize = 256;
+/// Cumulative counters of a project are kept this long after their last change.
+const COUNTERS_TTL_SECONDS: i64 = 90 * 24 * 3600;
+
+/// The Redis hash holding a project's cumulative message counters.
+fn counters_key(project: &ProjectId) -> String {
+    format!("roomcast:stats:{project}")
+}
+
+/// What the publisher task sends to Redis, in order.
+enum Outgoing {
+    /// An encoded bus event.
+    Publish(Vec<u8>),
+    /// A deleted project's counters.
+    Forget(ProjectId),
+}
+
+/// What this node knows of another node.
+struct PeerView {
+    seen: Instant,
+    connections: HashMap<ProjectId, u64>,
+}
+
+/// This node's membership of a cluster; cheap to clone.
+#[derive(Clone)]
+pub struct Cluster {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    node: NodeId,
+    link: RedisLink,
+    outbox: mpsc::Sender<Outgoing>,
+    peers: Mutex<HashMap<NodeId, PeerView>>,
+    /// This node's counters as last added to Redis, per project.
+    flushed: Mutex<HashMap<ProjectId, ProjectStats>>,
+}
+
+impl Cluster {
+    /// Joins the cluster on the Redis at `redis_url`: attaches to `realtime` and starts
+    /// the publisher, subscriber, reporter and connection supervisor (inside a Tokio
+    /// runtime). Redis need not be up yet; the node reconnects by itself.
+    pub fn join(redis_url: &str, realtime: &Realtime) -> anyhow::Result<Self> {
+        let client = redis::Client::open(redis_url)
+            .map_err(|e| anyhow::anyhow!("--redis-url is not a valid Redis URL: {e}"))?;
+        let (outbox, queued) = mpsc::channel(OUTBOX_CAPACITY);
+        let cluster = Self {
+            inner: Arc::new(Inner {
+                node: rand::random(),
+                link: RedisLink::new(client),
+                outbox,
+                peers: Mutex::new(HashMap::new()),
+                flushed: Mutex::new(HashMap::new()),
+            }),
+        };
+        realtime.attach_peers(Arc::new(cluster.clone()));
+        let supervisor = cluster.clone();
+        tokio::spawn(async move { supervisor.inner.link.supervise().await });
+        tokio::spawn(cluster.clone().publish(queued));
+        tokio::spawn(cluster.clone().subscribe(realtime.clone()));
+        tokio::spawn(cluster.clone().report(realtime.clone()));
+        Ok(cluster)
+    }
+
+    /// Whether the node reaches the other nodes; the reason for `/readyz` when not.
+    pub async fn health(&self) -> Result<(), String> {
+        self.inner.link.health()?;
+        let Some(mut connection) = self.inner.link.connection() else {
+            return self.inner.link.health();
+        };
+        let command = redis::cmd("PING");
+        let ping = command.query_async::<String>(&mut connection);
+        match tokio::time::timeout(REDIS_TIMEOUT, ping).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(error)) => {
+                self.inner.link.failed(&error);
+                Err(format!("redis is not answering: {error}"))
+            }
+            Err(_) => {
+                self.inner.link.failed(&"PING timed out");
+                Err("redis did not answer in time".into())
+            }
+        }
+    }
+
+    /// Tells the other nodes this one is leaving (at shutdown), so they stop counting its
+    /// connections at once instead of after [`PEER_TTL`].
+    pub async fn leave(&self) {
+        let Some(mut connection) = self.inner.link.connection() else {
+            return;
+        };
+        let bye = self.envelope(BusEvent::Leave).encode();
+        let mut command = redis::cmd("PUBLISH");
+        command.arg(BUS_CHANNEL).arg(bye);
+        let publish = command.exec_async(&mut connection);
+        let _ = tokio::time::timeout(Duration::from_millis(500), publish).await;
+    }
+
+    fn envelope(&self, event: BusEvent) -> Envelope {
+        Envelope {
+            node: self.inner.node,
+            event,
+        }
+    }
+
+    /// Queues an event for the publisher; never waits.
+    fn send(&self, outgoing: Outgoing) {
+        if self.inner.outbox.try_send(outgoing).is_err() {
+            metrics::counter!("roomcast_cluster_events_dropped_total", "reason" => "backlog")
+                .increment(1);
+        }
+    }
+
+    /// Publisher task: drains the outbox in order, a pipeline at a time.
+    async fn publish(self, mut queued: mpsc::Receiver<Outgoing>) {
+        let mut batch = Vec::with_capacity(PUBLISH_BATCH);
+        while queued.recv_many(&mut batch, PUBLISH_BATCH).await > 0 {
+            let Some(mut connection) = self.inner.link.connection() else {
+                metrics::counter!("roomcast_cluster_events_dropped_total", "reason" => "redis_down")
+                    .increment(batch.len() as u64);
+                batch.clear();
+                continue;
+            };
+            let mut pipe = redis::pipe();
+            for outgoing in batch.drain(..) {
+                match outgoing {
+                    Outgoing::Publish(bytes) => pipe.cmd("PUBLISH").arg(BUS_CHANNEL).arg(bytes),
+                    Outgoing::Forget(project) => pipe.cmd("DEL").arg(counters_key(&project)),
+                }
+                .ignore();
+            }
+            if let Err(error) = pipe.exec_async(&mut connection).await {
+                self.inner.link.failed(&error);
+            }
+        }
+    }
+
+    /// Subscriber task: holds the bus subscription, reconnecting when it drops, and
+    /// applies what the other nodes say.
+    async fn subscribe(self, realtime: Realtime) {
+        let mut failures = 0;
+        let mut was_subscribed = false;
+        loop {
+            let pubsub = async {
+                let mut pubsub = self.inner.link.client().get_async_pubsub().await?;
+                pubsub.subscribe(BUS_CHANNEL).await?;
+                Ok::<_, redis::RedisError>(pubsub)
+            };
+            let pubsub = match tokio::time::timeout(REDIS_TIMEOUT, pubsub).await {
+                Ok(Ok(pubsub)) => pubsub,
+                Ok(Err(error)) => {
+                    self.inner.link.record(&error);
+                    tokio::time::sleep(RedisLink::backoff(failures)).await;
+                    failures += 1;
+                    continue;
+                }
+                Err(_) => {
+                    self.inner.link.record(&"subscribing timed out");
+                    tokio::time::sleep(RedisLink::backoff(failures)).await;
+                    failures += 1;
+                    continue;
+                }
+            };
+            failures = 0;
+            self.inner.link.set_subscribed(true);
+            tracing::info!(channel = BUS_CHANNEL, "cluster bus subscribed");
+            if was_subscribed {
+                // Revocations published while we were away were missed.
+                let realtime = realtime.clone();
+                tokio::spawn(async move { realtime.revalidate().await });
+            }
+            was_subscribed = true;
+            self.announce(&realtime);
+            let mut messages = pubsub.into_on_message();
+            while let Some(message) = messages.next().await {
+                self.receive(&realtime, message.get_payload_bytes());
+            }
+            self.inner.link.set_subscribed(false);
+            self.inner.link.record(&"the bus subscription closed");
+            self.inner.peers.lock().clear();
+            tracing::warn!("cluster bus subscription lost; reconnecting");
+        }
+    }
+
+    /// Applies one event read from the bus.
+    fn receive(&self, realtime: &Realtime, bytes: &[u8]) {
+        let envelope = match Envelope::decode(bytes) {
+            Ok(envelope) => envelope,
+            Err(error) => {
+                metrics::counter!("roomcast_cluster_events_invalid_total").increment(1);
+                tracing::warn!(error = %error, "ignoring a malformed cluster event");
+                return;
+            }
+        };
+        if envelope.node == self.inner.node {
+            return; // our own, already applied here
+        }
+        let now = Instant::now();
+        let mut peers = self.inner.peers.lock();
+        let peer = peers.entry(envelope.node).or_insert_with(|| PeerView {
+            seen: now,
+            connections: HashMap::new(),
+        });
+        peer.seen = now;
+        match envelope.event {
+            BusEvent::Connections { full, counts } => {
+                if full {
+                    peer.connections.clear();
+                }
+                for (project, count) in counts {
+                    if count == 0 {
+                        peer.connections.remove(&project);
+                    } else {
+                        peer.connections.insert(project, count);
+                    }
+                }
+            }
+            BusEvent::Leave => {
+                peers.remove(&envelope.node);
+            }
+            event => {
+                drop(peers);
+                match event {
+                    BusEvent::Message { project, frame } => {
+                        realtime.message_from_peer(&project, frame)
+                    }
+                    BusEvent::Revoke { project, surviving } => {
+                        realtime.revoke_from_peer(&project, surviving)
+                    }
+                    BusEvent::Settings { project, settings } => {
+                        realtime.settings_from_peer(&project, &settings)
+                    }
+                    BusEvent::Connections { .. } | BusEvent::Leave => {}
+                }
+            }
+        }
+    }
+
+    /// Publishes this node's connections per project (all of them).
+    fn announce(&self, realtime: &Realtime) {
+        let counts = realtime
+            .local_counters()
+            .into_iter()
+            .filter(|(_, stats)| stats.connections > 0)
+            .map(|(project, stats)| (project, stats.connections))
+            .collect();
+        let event = BusEvent::Connections { full: true, counts };
+        self.send(Outgoing::Publish(self.envelope(event).encode()));
+    }
+
+    /// Reporter task: publishes connection changes and flushes message counters soon
+    /// after they move, and a full report every [`HEARTBEAT`].
+    async fn report(self, realtime: Realtime) {
+        let changes = realtime.changes();
+        let mut heartbeat = tokio::time::interval(HEARTBEAT);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut announced: HashMap<ProjectId, u64> = HashMap::new();
+        loop {
+            let full = tokio::select! {
+                _ = changes.changed() => {
+                    tokio::time::sleep(COALESCE).await;
+                    false
+                }
+                _ = heartbeat.tick() => true,
+            };
+            changes.clear();
+            let counters = realtime.local_counters();
+            self.report_connections(&counters, &mut announced, full);
+            self.flush_counters(&counters).await;
+            if full {
+                self.forget_silent_peers();
+            }
+        }
+    }
+
+    fn report_connections(
+        &self,
+        counters: &[(ProjectId, ProjectStats)],
+        announced: &mut HashMap<ProjectId, u64>,
+        full: bool,
+    ) {
+        let mut changed = Vec::new();
+        for (project, stats) in counters {
+            let before = announced.get(project).copied().unwrap_or(0);
+            if full || before != stats.connections {
+                changed.push((project.clone(), stats.connections));
+            }
+        }
+        // Projects this node no longer knows (deleted) drop to zero.
+        for project in announced.keys() {
+            if !counters.iter().any(|(p, _)| p == project) {
+                changed.push((project.clone(), 0));
+            }
+        }
+        announced.clear();
+        announced.extend(
+            counters
+                .iter()
+                .filter(|(_, s)| s.connections > 0)
+                .map(|(p, s)| (p.clone(), s.connections)),
+        );
+        if full {
+            changed.retain(|(_, count)| *count > 0);
+        } else if changed.is_empty() {
+            return;
+        }
+        let event = BusEvent::Connections {
+            full,
+            counts: changed,
+        };
+        self.send(Outgoing::Publish(self.envelope(event).encode()));
+    }
+
+    /// Adds what this node counted since the last flush to the shared counters.
+    async fn flush_counters(&self, counters: &[(ProjectId, ProjectStats)]) {
+        let deltas: Vec<(ProjectId, ProjectStats, [u64; 3])> = {
+            let mut flushed = self.inner.flushed.lock();
+            flushed.retain(|project, _| counters.iter().any(|(p, _)| p == project));
+            counters
+                .iter()
+                .filter_map(|(project, now)| {
+                    let before = flushed.get(project).copied().unwrap_or_default();
+                    let delta = [
+                        now.messages_received
+                            .saturating_sub(before.messages_received),
+                        now.messages_delivered
+                            .saturating_sub(before.messages_delivered),
+                        now.messages_rejected
+                            .saturating_sub(before.messages_rejected),
+                    ];
+                    (delta != [0; 3]).then(|| (project.clone(), *now, delta))
+                })
+                .collect()
+        };
+        if deltas.is_empty() {
+            return;
+        }
+        let Some(mut connection) = self.inner.link.connection() else {
+            return; // kept unflushed; added once Redis is back
+        };
+        let mut pipe = redis::pipe();
+        for (project, _, [received, delivered, rejected]) in &deltas {
+            let key = counters_key(project);
+            pipe.cmd("HINCRBY")
+                .arg(&key)
+                .arg("received")
+                .arg(*received)
+                .ignore();
+            pipe.cmd("HINCRBY")
+                .arg(&key)
+                .arg("delivered")
+                .arg(*delivered)
+                .ignore();
+            pipe.cmd("HINCRBY")
+                .arg(&key)
+                .arg("rejected")
+                .arg(*rejected)
+                .ignore();
+            pipe.cmd("EXPIRE")
+                .arg(&key)
+                .arg(COUNTERS_TTL_SECONDS)
+                .ignore();
+        }
+        match pipe.exec_async(&mut connection).await {
+            Ok(()) => {
+                let mut flushed = self.inner.flushed.lock();
+                for (project, now, _) in deltas {
+                    flushed.insert(project, now);
+                }
+            }
+            Err(error) => self.inner.link.failed(&error),
+        }
+    }
+
+    fn forget_silent_peers(&self) {
+        let now = Instant::now();
+        let mut peers = self.inner.peers.lock();
+        peers.retain(|_, peer| now.duration_since(peer.seen) < PEER_TTL);
+        metrics::gauge!("roomcast_cluster_peers").set(peers.len() as f64);
+    }
+
+    /// The project's cumulative counters in Redis: received, delivered, rejected.
+    async fn shared_counters(&self, project: &ProjectId) -> Result<[u64; 3], String> {
+        let mut connection = self
+            .inner
+            .link
+            .connection()
+            .ok_or_else(|| "redis is not connected".to_owned())?;
+        let mut command = redis::cmd("HMGET");
+        command
+            .arg(counters_key(project))
+            .arg("received")
+            .arg("delivered")
+            .arg("rejected");
+        let read = command.query_async::<[Option<u64>; 3]>(&mut connection);
+        match tokio::time::timeout(REDIS_TIMEOUT, read).await {
+            Ok(Ok(values)) => Ok(values.map(Option::unwrap_or_default)),
+            Ok(Err(error)) => {
+                self.inner.link.failed(&error);
+                Err(error.to_string())
+            }
+            Err(_) => Err("redis did not answer in time".into()),
+        }
+    }
+}
+
+impl Peers for Cluster {
+    fn forward_message(&self, project: &ProjectId, frame: &Bytes) {
+        let event = BusEvent::Message {
+            project: project.clone(),
+            frame: frame.clone(),
+        };
+        self.send(Outgoing::Publish(self.envelope(event).encode()));
+    }
+
+    fn forward_revocation(&self, project: &ProjectId, surviving: Option<[u8; 32]>) {
+        let event = BusEvent::Revoke {
+            project: project.clone(),
+            surviving,
+        };
+        self.send(Outgoing::Publish(self.envelope(event).encode()));
+        if surviving.is_none() {
+            self.send(Outgoing::Forget(project.clone()));
+        }
+    }
+
+    fn forward_settings(&self, project: &ProjectId, settings: &ProjectSettings) {
+        let event = BusEvent::Settings {
+            project: project.clone(),
+            settings: settings.clone(),
+        };
+        self.send(Outgoing::Publish(self.envelope(event).encode()));
+    }
+
+    fn connections_elsewhere(&self, project: &ProjectId) -> u64 {
+        let now = Instant::now();
+        self.inner
+            .peers
+            .lock()
+            .values()
+            .filter(|peer| now.duration_since(peer.seen) < PEER_TTL)
+            .filter_map(|peer| peer.connections.get(project))
+            .sum()
+    }
+
+    fn cluster_stats<'a>(&'a self, project: &'a ProjectId, local: ProjectStats) -> StatsFuture<'a> {
+        Box::pin(async move {
+            let connections = local.connections + self.connections_elsewhere(project);
+            match self.shared_counters(project).await {
+                Ok([received, delivered, rejected]) => {
+                    let flushed = self
+                        .inner
+                        .flushed
+                        .lock()
+                        .get(project)
+                        .copied()
+                        .unwrap_or_default();
+                    let unflushed = |now: u64, then: u64| now.saturating_sub(then);
+                    ProjectStats {
+                        connections,
+                        messages_received: received
+                            + unflushed(local.messages_received, flushed.messages_received),
+                        messages_delivered: delivered
+                            + unflushed(local.messages_delivered, flushed.messages_delivered),
+                        messages_rejected: rejected
+                            + unflushed(local.messages_rejected, flushed.messages_rejected),
+                    }
+                }
+                Err(reason) => {
+                    tracing::warn!(%reason, "cluster counters unavailable; answering with this node's");
+                    ProjectStats {
+                        connections,
+                        ..local
+                    }
+                }
+            }
+        })
+    }
+}
