@@ -374,17 +374,16 @@ impl Realtime {
         let (Some(project), Some(namespace)) = (project, self.shared.namespace.get()) else {
             return; // no socket and no console of this project here
         };
-        let literal = frame
-            .get(handler::MESSAGE_PREFIX.len()..frame.len().saturating_sub(1))
-            .and_then(|bytes| std::str::from_utf8(bytes).ok())
-            .map(str::to_owned);
-        let delivered = namespace.broadcast_local(&project.room, &OutFrame::Text(frame), None);
-        project.count_delivered(delivered as u64);
         if project.has_watchers() {
-            if let Some(text) = literal.and_then(|l| serde_json::from_str::<String>(&l).ok()) {
+            let text = frame
+                .get(handler::MESSAGE_PREFIX.len()..frame.len().saturating_sub(1))
+                .and_then(|literal| serde_json::from_slice::<String>(literal).ok());
+            if let Some(text) = text {
                 project.feed(text.into());
             }
         }
+        let delivered = namespace.broadcast_local(&project.room, &OutFrame::Text(frame), None);
+        project.count_delivered(delivered as u64);
     }
 
     /// After the link to the other nodes was down (revocations may have been missed):
