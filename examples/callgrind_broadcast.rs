@@ -1,0 +1,126 @@
+//! A fixed, deterministic workload on the engine's hot path, for counting instructions
+//! under callgrind (`bench/callgrind/check` runs it and compares with a baseline).
+//!
+//! Three phases, each a function of its own with an unmangled name so the check can
+//! collect exactly them (`--toggle-collect`) and dump each one's count (`--dump-after`):
+//! - `roomcast_callgrind_setup`: 1,000 long-polling sessions open, CONNECT, join a room;
+//! - `roomcast_callgrind_codec`: 1,000 client text frames decoded (WebSocket frame,
+//!   Engine.IO packet, Socket.IO event) and the relay's frame encoded for each;
+//! - `roomcast_callgrind_relay`: 100 `message` events POSTed by the members in turn, each
+//!   broadcast to the room of 1,000 (100,000 deliveries), drained by polls every 20.
+//!
+//! Nothing in it depends on time or on the scheduler: requests are polled once and must
+//! be ready, and the engine's background tasks never run (see `benches/support`). The
+//! one randomness left is in session ids and hash seeds, which changes no code path and
+//! moves the count by a few instructions in a million.
+//!
+//! Run by hand: `cargo run --release --example callgrind_broadcast` (prints the counts of
+//! work done; a wrong count panics, so the check never measures a broken workload).
+
+// Shared with the divan benches, which use the rest of it.
+#[allow(dead_code)]
+#[path = "../benches/support/mod.rs"]
+mod support;
+
+use bytes::BytesMut;
+use roomcast::engine::eio_packet::{self, Inbound, Payload};
+use roomcast::engine::sio_packet;
+use roomcast::engine::ws::{self, Message, OpCode, Reassembler};
+use roomcast::engine::OutFrame;
+use std::hint::black_box;
+use support::{Room, EIO_MESSAGE, ROOM};
+
+/// Sessions in the room.
+const MEMBERS: usize = 1_000;
+/// Client frames through the codec phase.
+const FRAMES: usize = 1_000;
+/// Messages relayed to the room.
+const MESSAGES: usize = 100;
+/// Messages between two drains (a poll then carries this many frames).
+const PER_DRAIN: usize = 20;
+
+fn main() {
+    let room = roomcast_callgrind_setup(MEMBERS);
+    let encoded = roomcast_callgrind_codec(FRAMES);
+    let delivered = roomcast_callgrind_relay(&room, MESSAGES, PER_DRAIN);
+    assert_eq!(room.namespace().room_size(ROOM), MEMBERS);
+    assert_eq!(
+        delivered,
+        MEMBERS * MESSAGES,
+        "every member got every message"
+    );
+    println!(
+        "callgrind_broadcast: {MEMBERS} sessions; {FRAMES} frames decoded ({encoded} bytes \
+         encoded); {MESSAGES} messages relayed, {delivered} deliveries"
+    );
+}
+
+/// Phase 1: the room's sessions connect (handshake GET, CONNECT POST, first poll).
+#[no_mangle]
+#[inline(never)]
+fn roomcast_callgrind_setup(members: usize) -> Room {
+    Room::new(members)
+}
+
+/// Phase 2: the inbound decode and outbound encode of one message, `frames` times:
+/// returns the bytes of the frames the relay would send (the header plus the shared
+/// payload), so none of the work can be optimised away.
+#[no_mangle]
+#[inline(never)]
+fn roomcast_callgrind_codec(frames: usize) -> usize {
+    let mask = [0x37, 0xfa, 0x21, 0x3d];
+    let mut wire = BytesMut::new();
+    for _ in 0..frames {
+        wire.extend_from_slice(&[0x81, 0x80 | EIO_MESSAGE.len() as u8]);
+        wire.extend_from_slice(&mask);
+        wire.extend(
+            EIO_MESSAGE
+                .bytes()
+                .enumerate()
+                .map(|(i, b)| b ^ mask[i % 4]),
+        );
+    }
+    let mut reassembler = Reassembler::default();
+    let mut encoded = 0;
+    while let Some(frame) = ws::parse_frame(&mut wire, 1_000_000).expect("a valid frame") {
+        let Some(Message::Text(text)) = reassembler.push(frame, 1_000_000).expect("valid") else {
+            panic!("a whole text message per frame");
+        };
+        let Ok(Inbound::Message(Payload::Text(packet))) = eio_packet::parse_text(text.freeze())
+        else {
+            panic!("an Engine.IO message");
+        };
+        let text = std::str::from_utf8(&packet).expect("UTF-8");
+        let event = sio_packet::parse(text).expect("a Socket.IO event");
+        let [literal] = event.args[..] else {
+            panic!("one argument");
+        };
+        let OutFrame::Text(out) = support::message_frame(literal.get()) else {
+            panic!("a text frame");
+        };
+        let mut header = [0u8; ws::MAX_HEADER_LEN];
+        encoded += ws::encode_header(OpCode::Text, out.len(), &mut header) + out.len();
+        black_box((&header, &out));
+    }
+    encoded
+}
+
+/// Phase 3: `messages` events from the members in turn, each broadcast to the whole
+/// room; every member polls after each `per_drain` messages. Returns the frames
+/// delivered.
+#[no_mangle]
+#[inline(never)]
+fn roomcast_callgrind_relay(room: &Room, messages: usize, per_drain: usize) -> usize {
+    let (mut bytes, mut polls) = (0, 0);
+    for i in 0..messages {
+        room.post(i % room.members(), EIO_MESSAGE);
+        if (i + 1) % per_drain == 0 || i + 1 == messages {
+            bytes += room.drain();
+            polls += room.members();
+        }
+    }
+    // Each poll carried n frames of the same length, joined by n - 1 separators.
+    let per_frame = EIO_MESSAGE.len() + 1;
+    assert_eq!((bytes + polls) % per_frame, 0, "only whole message frames");
+    (bytes + polls) / per_frame
+}
