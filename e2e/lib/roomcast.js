@@ -79,12 +79,16 @@ export async function spawnListening(command, args, { env, startTimeoutMs = 30_0
  * A roomcast server on its own port and temporary SQLite database.
  *
  * `flags` are extra command-line flags (e.g. operator limits); `dir` and `bind` let a test
- * restart a server on the same database and port.
+ * restart a server on the same database and port. `databaseUrl` replaces the temporary
+ * SQLite database with a given one (e.g. the PostgreSQL that several nodes share).
  */
-export async function startServer({ flags = [], dir, bind = "127.0.0.1:0" } = {}) {
-  const ownDir = dir === undefined;
-  dir ??= await mkdtemp(path.join(tmpdir(), "roomcast-e2e-"));
-  const args = ["--bind", bind, "--database-url", `sqlite://${dir}/db.sqlite`, ...flags];
+export async function startServer({ flags = [], dir, bind = "127.0.0.1:0", databaseUrl } = {}) {
+  const ownDir = dir === undefined && databaseUrl === undefined;
+  if (databaseUrl === undefined) {
+    dir ??= await mkdtemp(path.join(tmpdir(), "roomcast-e2e-"));
+    databaseUrl = `sqlite://${dir}/db.sqlite`;
+  }
+  const args = ["--bind", bind, "--database-url", databaseUrl, ...flags];
   const { child, url, exited, stderr } = await spawnListening(ROOMCAST_BIN, args);
   const server = {
     url,
