@@ -7,7 +7,9 @@
 //! - `roomcast_callgrind_codec`: 1,000 client text frames decoded (WebSocket frame,
 //!   Engine.IO packet, Socket.IO event) and the relay's frame encoded for each;
 //! - `roomcast_callgrind_relay`: 100 `message` events POSTed by the members in turn, each
-//!   broadcast to the room of 1,000 (100,000 deliveries), drained by polls every 20.
+//!   broadcast to the room of 1,000 (100,000 deliveries), drained by polls every 20;
+//! - `roomcast_callgrind_trickle`: 10 more, each drained at once, so every poll carries
+//!   one frame: the shape of a room whose messages come slower than its sockets write.
 //!
 //! Nothing in it depends on time or on the scheduler: requests are polled once and must
 //! be ready, and the engine's background tasks never run (see `benches/support`). The
@@ -38,20 +40,29 @@ const FRAMES: usize = 1_000;
 const MESSAGES: usize = 100;
 /// Messages between two drains (a poll then carries this many frames).
 const PER_DRAIN: usize = 20;
+/// Messages of the trickle phase, each drained before the next.
+const TRICKLE: usize = 10;
 
 fn main() {
     let room = roomcast_callgrind_setup(MEMBERS);
     let encoded = roomcast_callgrind_codec(FRAMES);
     let delivered = roomcast_callgrind_relay(&room, MESSAGES, PER_DRAIN);
+    let trickled = roomcast_callgrind_trickle(&room, TRICKLE);
     assert_eq!(room.namespace().room_size(ROOM), MEMBERS);
     assert_eq!(
         delivered,
         MEMBERS * MESSAGES,
         "every member got every message"
     );
+    assert_eq!(
+        trickled,
+        MEMBERS * TRICKLE,
+        "every member got every message"
+    );
     println!(
         "callgrind_broadcast: {MEMBERS} sessions; {FRAMES} frames decoded ({encoded} bytes \
-         encoded); {MESSAGES} messages relayed, {delivered} deliveries"
+         encoded); {MESSAGES} messages relayed, {delivered} deliveries; {TRICKLE} trickled, \
+         {trickled} deliveries"
     );
 }
 
@@ -105,12 +116,26 @@ fn roomcast_callgrind_codec(frames: usize) -> usize {
     encoded
 }
 
+/// Phase 4: `messages` events broadcast one at a time, each drained by every member's
+/// poll before the next, so each poll carries one frame. Returns the frames delivered.
+#[no_mangle]
+#[inline(never)]
+fn roomcast_callgrind_trickle(room: &Room, messages: usize) -> usize {
+    relay(room, messages, 1)
+}
+
 /// Phase 3: `messages` events from the members in turn, each broadcast to the whole
 /// room; every member polls after each `per_drain` messages. Returns the frames
 /// delivered.
 #[no_mangle]
 #[inline(never)]
 fn roomcast_callgrind_relay(room: &Room, messages: usize, per_drain: usize) -> usize {
+    relay(room, messages, per_drain)
+}
+
+/// The relay loop of phases 3 and 4 (not itself a phase: callgrind toggles collection
+/// at every entry of a phase function, so phases must not call each other).
+fn relay(room: &Room, messages: usize, per_drain: usize) -> usize {
     let (mut bytes, mut polls) = (0, 0);
     for i in 0..messages {
         room.post(i % room.members(), EIO_MESSAGE);

@@ -7,7 +7,7 @@
 //! checks its session's deadlines first, so an expired session is never served.
 
 use super::eio_packet::{self, Inbound, OutFrame, Payload, CLOSE, NOOP};
-use super::session::{CloseReason, ConnInfo, Phase, Session};
+use super::session::{CloseReason, ConnInfo, Phase, Session, KEPT_QUEUE_CAPACITY};
 use super::ws::{self, Message, OpCode, Reassembler};
 use axum::body::Body;
 use axum::extract::ConnectInfo;
@@ -315,9 +315,17 @@ impl<A: EioApp> EngineIo<A> {
 
     fn open_polling(&self, request: &Request<Body>) -> Response<Body> {
         let session = self.new_session(Phase::Polling, request.headers(), remote_addr(request));
+        Self::drain_to_response(&session)
+    }
+
+    /// Answers a poll with every queued frame, and gives the queue back for reuse.
+    fn drain_to_response(session: &Session<A::State>) -> Response<Body> {
         let (frames, _) = session.take_outbox();
-        let frames: Vec<_> = frames.into();
-        text_response(StatusCode::OK, eio_packet::encode_payload(&frames))
+        let mut frames: Vec<_> = frames.into();
+        let body = eio_packet::encode_payload(&frames);
+        frames.clear();
+        session.recycle_outbox(frames.into());
+        text_response(StatusCode::OK, body)
     }
 
     /// A long-poll: answers at once with whatever is queued, or waits for something.
@@ -355,9 +363,7 @@ impl<A: EioApp> EngineIo<A> {
                 }
                 if !core.outbox.is_empty() {
                     drop(core);
-                    let (frames, _) = session.take_outbox();
-                    let frames: Vec<_> = frames.into();
-                    return text_response(StatusCode::OK, eio_packet::encode_payload(&frames));
+                    return Self::drain_to_response(session);
                 }
                 if let Some(reason) = core.close_when_flushed {
                     // Everything queued went out in earlier polls; now the close packet.
@@ -575,8 +581,9 @@ impl<A: EioApp> EngineIo<A> {
                     return Ok(());
                 }
                 if conn.pending.is_empty() {
-                    let (frames, closing) = session.take_outbox();
-                    conn.pending.extend(frames.into_iter().map(WsOut::Data));
+                    let (mut frames, closing) = session.take_outbox();
+                    conn.pending.extend(frames.drain(..).map(WsOut::Data));
+                    session.recycle_outbox(frames);
                     if conn.pending.is_empty() {
                         if let Some(reason) = closing {
                             session.close(reason);
@@ -758,8 +765,8 @@ impl WsConn {
     /// Writes as much of the pending frames as the socket takes, many per syscall.
     fn flush(&mut self) -> io::Result<()> {
         while self.write_one()? {}
-        if self.pending.is_empty() {
-            // Release the queue's storage so an idle connection keeps none.
+        if self.pending.is_empty() && self.pending.capacity() > KEPT_QUEUE_CAPACITY {
+            // Release a burst's storage; a small queue stays for the next batch.
             self.pending = VecDeque::new();
         }
         Ok(())

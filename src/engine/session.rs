@@ -9,6 +9,11 @@
 use super::eio_packet::{OutFrame, PING};
 use parking_lot::Mutex;
 use std::collections::VecDeque;
+
+/// Frames' worth of queue a connection keeps between batches (a few hundred bytes):
+/// enough that steady traffic allocates nothing, small enough that it costs an idle
+/// connection little.
+pub(crate) const KEPT_QUEUE_CAPACITY: usize = 8;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, Notify};
@@ -215,6 +220,20 @@ impl<S> Session<S> {
         let mut core = self.core.lock();
         core.backlog = 0;
         (std::mem::take(&mut core.outbox), core.close_when_flushed)
+    }
+
+    /// Gives back an emptied outbox taken by [`Self::take_outbox`], so that a busy
+    /// session does not allocate a new queue for every batch; a large one is dropped
+    /// instead, so a burst does not leave a big queue on a connection gone quiet.
+    pub(crate) fn recycle_outbox(&self, mut spare: VecDeque<OutFrame>) {
+        if spare.capacity() > KEPT_QUEUE_CAPACITY {
+            return;
+        }
+        spare.clear();
+        let mut core = self.core.lock();
+        if core.outbox.capacity() == 0 && !matches!(core.phase, Phase::Closed(_)) {
+            core.outbox = spare;
+        }
     }
 
     /// A pong arrived: schedule the next ping.
