@@ -8,7 +8,7 @@
 use parking_lot::Mutex;
 use redis::aio::MultiplexedConnection;
 use redis::AsyncConnectionConfig;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::Notify;
 
@@ -28,6 +28,8 @@ pub struct RedisLink {
     subscribed: AtomicBool,
     /// The last failure, for `/readyz` and logs.
     last_error: Mutex<String>,
+    /// Counts successful connections, so users can tell that a reconnect happened.
+    generation: AtomicU64,
 }
 
 impl RedisLink {
@@ -39,12 +41,18 @@ impl RedisLink {
             wake: Notify::new(),
             subscribed: AtomicBool::new(false),
             last_error: Mutex::new("not connected yet".into()),
+            generation: AtomicU64::new(0),
         }
     }
 
     /// The Redis client (for the subscriber's own connection).
     pub fn client(&self) -> &redis::Client {
         &self.client
+    }
+
+    /// How many times the command connection was established so far.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// The live command connection, if there is one.
@@ -104,6 +112,7 @@ impl RedisLink {
             {
                 Ok(connection) => {
                     *self.connection.lock() = Some(connection);
+                    self.generation.fetch_add(1, Ordering::AcqRel);
                     metrics::gauge!("roomcast_cluster_redis_up").set(1.0);
                     tracing::info!("redis connected");
                     failures = 0;

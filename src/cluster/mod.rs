@@ -52,6 +52,16 @@ const PUBLISH_BATCH: usize = 256;
 /// Cumulative counters of a project are kept this long after their last change.
 const COUNTERS_TTL_SECONDS: i64 = 90 * 24 * 3600;
 
+/// This node's marker: present while Redis still holds what the node added to the
+/// shared counters. Gone after a restart of Redis without persistence, so the node adds
+/// its whole totals again rather than let the counters go down.
+fn marker_key(node: &NodeId) -> String {
+    format!("roomcast:node:{}", hex::encode(node))
+}
+
+/// How long a node's marker outlives the node's last heartbeat.
+const MARKER_TTL_SECONDS: i64 = 24 * 3600;
+
 /// The Redis hash holding a project's cumulative message counters.
 fn counters_key(project: &ProjectId) -> String {
     format!("roomcast:stats:{project}")
@@ -84,6 +94,8 @@ struct Inner {
     peers: Mutex<HashMap<NodeId, PeerView>>,
     /// This node's counters as last added to Redis, per project.
     flushed: Mutex<HashMap<ProjectId, ProjectStats>>,
+    /// The command connection generation whose Redis was checked for this node's marker.
+    checked_generation: std::sync::atomic::AtomicU64,
 }
 
 impl Cluster {
@@ -101,6 +113,7 @@ impl Cluster {
                 outbox,
                 peers: Mutex::new(HashMap::new()),
                 flushed: Mutex::new(HashMap::new()),
+                checked_generation: std::sync::atomic::AtomicU64::new(0),
             }),
         };
         realtime.attach_peers(Arc::new(cluster.clone()));
@@ -316,6 +329,7 @@ impl Cluster {
             changes.clear();
             let counters = realtime.local_counters();
             self.report_connections(&counters, &mut announced, full);
+            self.check_marker(full).await;
             self.flush_counters(&counters).await;
             if full {
                 self.forget_silent_peers();
@@ -359,6 +373,49 @@ impl Cluster {
             counts: changed,
         };
         self.send(Outgoing::Publish(self.envelope(event).encode()));
+    }
+
+    /// After (re)connecting, checks that Redis still holds this node's earlier counter
+    /// additions; if it lost them (restarted empty), the node adds its totals again.
+    /// On heartbeats, keeps the marker alive.
+    async fn check_marker(&self, heartbeat: bool) {
+        use std::sync::atomic::Ordering;
+        let Some(mut connection) = self.inner.link.connection() else {
+            return;
+        };
+        let generation = self.inner.link.generation();
+        let key = marker_key(&self.inner.node);
+        if self.inner.checked_generation.load(Ordering::Acquire) == generation {
+            if heartbeat {
+                let mut command = redis::cmd("EXPIRE");
+                command.arg(&key).arg(MARKER_TTL_SECONDS);
+                if let Err(error) = command.exec_async(&mut connection).await {
+                    self.inner.link.failed(&error);
+                }
+            }
+            return;
+        }
+        let mut command = redis::cmd("SET");
+        command
+            .arg(&key)
+            .arg(1)
+            .arg("NX")
+            .arg("EX")
+            .arg(MARKER_TTL_SECONDS);
+        match command.query_async::<Option<String>>(&mut connection).await {
+            Ok(created) => {
+                if created.is_some() && !self.inner.flushed.lock().is_empty() {
+                    tracing::warn!(
+                        "redis lost the shared counters; adding this node's totals again"
+                    );
+                    self.inner.flushed.lock().clear();
+                }
+                self.inner
+                    .checked_generation
+                    .store(generation, Ordering::Release);
+            }
+            Err(error) => self.inner.link.failed(&error),
+        }
     }
 
     /// Adds what this node counted since the last flush to the shared counters.
