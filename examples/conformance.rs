@@ -116,9 +116,11 @@ async fn main() -> anyhow::Result<()> {
     let router = io.router("/socket.io/").merge(raw_router);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
     println!("listening on http://{}", listener.local_addr()?);
+    // No WebSocket tap: the suites' client wants one frame per read (see write_pacing).
     roomcast::http::serve::serve(
         listener,
         router,
+        None,
         async {
             let _ = tokio::signal::ctrl_c().await;
         },

@@ -152,7 +152,8 @@ impl App {
                 cluster.leave().await;
             }
         };
-        http::serve::serve(listener, self.router(), shutdown, DRAIN).await;
+        let tap = self.state.realtime.websocket_tap();
+        http::serve::serve(listener, self.router(), Some(tap), shutdown, DRAIN).await;
         self.state.store.close().await;
         tracing::info!("stopped");
         Ok(())

@@ -130,6 +130,104 @@ async fn websocket_handshake_sends_the_open_packet() {
     assert_eio_error(old_version, 3, "Bad request").await;
 }
 
+/// The same handshake, session and upgrade when every WebSocket goes through the HTTP
+/// server's upgrade instead of the engine's tap (what happens to an upgrade request
+/// that is not the first on its connection, or whose head does not arrive in one read).
+#[tokio::test]
+async fn websocket_through_the_http_upgrade() {
+    let server = Server::start_with_tap(config(), false).await;
+    let (mut ws, open) = Ws::open(&server).await;
+    assert_open_fields(&open, json!([]));
+    sio_connect(&mut ws, "40").await;
+    ws.send(r#"42["message","over the http upgrade"]"#).await;
+    assert_eq!(
+        ws.recv().await,
+        text(r#"42["message-back","over the http upgrade"]"#)
+    );
+
+    let (mut polling, _) = Polling::open(&server).await;
+    sio_connect(&mut polling, "40").await;
+    let mut upgraded = Ws::connect(&server, Some(polling.sid())).await;
+    upgraded.send("2probe").await;
+    assert_eq!(upgraded.recv().await, text("3probe"));
+    upgraded.send("5").await;
+    upgraded.send(r#"42["message","upgraded"]"#).await;
+    assert_eq!(
+        upgraded.recv().await,
+        text(r#"42["message-back","upgraded"]"#)
+    );
+    server.assert_still_serving().await;
+}
+
+/// A handshake request that arrives in several pieces is answered all the same, and an
+/// upgrade request after another request on a kept-alive connection too.
+#[tokio::test]
+async fn websocket_handshakes_in_pieces_and_on_a_reused_connection() {
+    let server = Server::start(config()).await;
+    for pieces in [2, 7] {
+        let mut raw = RawWs::open_in_pieces(&server, None, pieces).await;
+        raw.send_text("40").await;
+        let (opcode, payload) = raw.read_frame().await.expect("the CONNECT answer");
+        assert_eq!(opcode, 0x1);
+        assert!(payload.starts_with(b"40{\"sid\":"), "{payload:?}");
+    }
+
+    // First a polling handshake, then a WebSocket handshake on the same connection.
+    let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let first = format!(
+        "GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: {}\r\n\r\n",
+        server.addr
+    );
+    tcp.write_all(first.as_bytes()).await.unwrap();
+    let mut seen = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let answered = within("the polling handshake answer", async {
+        loop {
+            let n = tcp.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "closed before the polling answer");
+            seen.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8_lossy(&seen);
+            if let Some(end) = text.find("\r\n\r\n") {
+                let length: usize = text[..end]
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse().unwrap())
+                    })
+                    .expect("content-length");
+                if seen.len() >= end + 4 + length {
+                    return String::from_utf8(seen[..end + 4 + length].to_vec()).unwrap();
+                }
+            }
+        }
+    })
+    .await;
+    assert!(answered.starts_with("HTTP/1.1 200"), "{answered}");
+    let upgrade = format!(
+        "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: {}\r\n\
+         Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        server.addr
+    );
+    tcp.write_all(upgrade.as_bytes()).await.unwrap();
+    let mut seen = Vec::new();
+    let reply = within("the 101 and the open packet", async {
+        loop {
+            let n = tcp.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "closed before the WebSocket answer");
+            seen.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8_lossy(&seen).into_owned();
+            if text.contains("\"sid\"") {
+                return text;
+            }
+        }
+    })
+    .await;
+    assert!(reply.starts_with("HTTP/1.1 101"), "{reply}");
+    server.assert_still_serving().await;
+}
+
 #[tokio::test]
 async fn http_errors_carry_the_reference_codes() {
     let server = Server::start(config()).await;

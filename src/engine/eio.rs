@@ -20,8 +20,10 @@ use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
@@ -154,6 +156,76 @@ pub(crate) fn random_sid() -> Box<str> {
     base64::engine::general_purpose::URL_SAFE_NO_PAD
         .encode(bytes)
         .into_boxed_str()
+}
+
+/// What a [`ConnectionTap`] returns: `None` when it took the connection, else the
+/// untouched stream for HTTP.
+pub type TapFuture<'a> = Pin<Box<dyn Future<Output = Option<TcpStream>> + Send + 'a>>;
+
+/// Looks at each new connection before the HTTP server does, and may take it over (the
+/// engine's WebSocket handshake does; see [`EngineIo::tap_websocket`]).
+pub trait ConnectionTap: Send + Sync + 'static {
+    /// Serves `stream` itself (and returns `None`) or gives it back unread.
+    fn tap(&self, stream: TcpStream, peer: SocketAddr) -> TapFuture<'_>;
+}
+
+/// Largest request head the WebSocket fast path takes; longer ones go through HTTP.
+const MAX_TAPPED_HEAD: usize = 4096;
+/// How long a new connection may take to send its first bytes before it is left to HTTP.
+const TAP_WAIT: Duration = Duration::from_secs(30);
+
+/// A WebSocket handshake read straight off a new connection.
+struct TappedHandshake {
+    /// Bytes of the request head (to consume once the handshake is taken).
+    head_len: usize,
+    headers: HeaderMap,
+    accept: String,
+    sid: Option<String>,
+}
+
+impl TappedHandshake {
+    /// The handshake in `bytes` if they hold a whole, valid Engine.IO v4 WebSocket
+    /// request for `path`; anything else (other paths, errors to report, a partial head)
+    /// is `None` and left to the HTTP server, which answers it as usual.
+    fn parse(bytes: &[u8], path: &str) -> Option<Self> {
+        let mut slots = [httparse::EMPTY_HEADER; 32];
+        let mut request = httparse::Request::new(&mut slots);
+        let httparse::Status::Complete(head_len) = request.parse(bytes).ok()? else {
+            return None;
+        };
+        if request.method != Some("GET") || request.version != Some(1) {
+            return None;
+        }
+        let (target_path, query) = request.path?.split_once('?')?;
+        let query = parse_query(query);
+        if target_path != path || query.eio != Some("4") || query.transport != Some("websocket") {
+            return None;
+        }
+        let mut headers = HeaderMap::with_capacity(request.headers.len());
+        for h in request.headers.iter() {
+            let name = header::HeaderName::from_bytes(h.name.as_bytes()).ok()?;
+            headers.append(name, HeaderValue::from_bytes(h.value).ok()?);
+        }
+        let key = websocket_key(&headers)?;
+        Some(Self {
+            head_len,
+            accept: ws::accept_key(key.as_bytes()),
+            sid: query.sid.map(str::to_owned),
+            headers,
+        })
+    }
+}
+
+/// The `Sec-WebSocket-Key` of a valid RFC 6455 upgrade request.
+fn websocket_key(headers: &HeaderMap) -> Option<&HeaderValue> {
+    let is_upgrade = header_has_token(headers, header::CONNECTION, "upgrade")
+        && header_has_token(headers, header::UPGRADE, "websocket")
+        && headers
+            .get(header::SEC_WEBSOCKET_VERSION)
+            .is_some_and(|v| v.as_bytes() == b"13");
+    headers
+        .get(header::SEC_WEBSOCKET_KEY)
+        .filter(|_| is_upgrade)
 }
 
 struct Query<'a> {
@@ -453,17 +525,8 @@ impl<A: EioApp> EngineIo<A> {
         mut request: Request<Body>,
         existing: Option<Arc<Session<A::State>>>,
     ) -> Response<Body> {
-        let headers = request.headers();
-        let is_upgrade = request.method() == Method::GET
-            && header_has_token(headers, header::CONNECTION, "upgrade")
-            && header_has_token(headers, header::UPGRADE, "websocket")
-            && headers
-                .get(header::SEC_WEBSOCKET_VERSION)
-                .is_some_and(|v| v.as_bytes() == b"13");
-        let Some(key) = headers
-            .get(header::SEC_WEBSOCKET_KEY)
-            .filter(|_| is_upgrade)
-        else {
+        let key = websocket_key(request.headers()).filter(|_| request.method() == Method::GET);
+        let Some(key) = key else {
             return eio_error(EioError::BadRequest);
         };
         let accept = ws::accept_key(key.as_bytes());
@@ -512,6 +575,92 @@ impl<A: EioApp> EngineIo<A> {
             }
         });
         switching_protocols(&accept)
+    }
+
+    /// The WebSocket handshake without the HTTP server: peeks at a new connection's first
+    /// bytes and, when they are a whole Engine.IO WebSocket request for `path`, answers
+    /// it here. The `101` and a new session's open packet then go out in one write, and
+    /// no HTTP connection state is built for a socket that never speaks HTTP again.
+    /// Anything else is handed back unread (`Some`) for the HTTP server.
+    pub async fn tap_websocket(
+        &self,
+        mut stream: TcpStream,
+        peer: SocketAddr,
+        path: &str,
+    ) -> Option<TcpStream> {
+        if self.inner.config.write_pacing.is_some() {
+            return Some(stream); // the conformance client wants one frame per read
+        }
+        let mut head = [0u8; MAX_TAPPED_HEAD];
+        let peeked = match tokio::time::timeout(TAP_WAIT, stream.peek(&mut head)).await {
+            Ok(Ok(n)) => n,
+            _ => return Some(stream),
+        };
+        let Some(handshake) = TappedHandshake::parse(&head[..peeked], path) else {
+            return Some(stream);
+        };
+        let existing = match &handshake.sid {
+            Some(sid) => {
+                let Some(session) = self.lookup(sid) else {
+                    return Some(stream); // HTTP answers "unknown sid"
+                };
+                let mut core = session.core.lock();
+                if core.phase != Phase::Polling || core.ws_attached {
+                    return Some(stream); // HTTP accepts and closes it, as node does
+                }
+                core.ws_attached = true;
+                drop(core);
+                Some(session)
+            }
+            None => None,
+        };
+        // The head was only peeked: take it off the socket now that it is ours.
+        if stream
+            .read_exact(&mut head[..handshake.head_len])
+            .await
+            .is_err()
+        {
+            if let Some(session) = &existing {
+                self.detach(session);
+            }
+            return None;
+        }
+        let mut reply = BytesMut::with_capacity(256);
+        reply.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: websocket\r\nsec-websocket-accept: ");
+        reply.extend_from_slice(handshake.accept.as_bytes());
+        reply.extend_from_slice(b"\r\n\r\n");
+        let session = match existing {
+            Some(session) => session,
+            None => {
+                let session = self.new_session(Phase::WebSocket, &handshake.headers, Some(peer));
+                let (mut frames, _) = session.take_outbox();
+                for frame in frames.drain(..) {
+                    let (opcode, payload) = match &frame {
+                        OutFrame::Text(b) => (OpCode::Text, b),
+                        OutFrame::Binary(b) => (OpCode::Binary, b),
+                    };
+                    let mut header = [0u8; ws::MAX_HEADER_LEN];
+                    let len = ws::encode_header(opcode, payload.len(), &mut header);
+                    reply.extend_from_slice(&header[..len]);
+                    reply.extend_from_slice(payload);
+                }
+                session.recycle_outbox(frames);
+                session
+            }
+        };
+        if stream.write_all(&reply).await.is_err() {
+            self.detach(&session);
+            return None;
+        }
+        // A task of its own: this future (and the accept loop's around it) is sized for
+        // the handshake and for HTTP, too big to keep for the connection's life.
+        let engine = self.clone();
+        tokio::spawn(async move {
+            engine
+                .run_websocket(&session, stream, BytesMut::new())
+                .await
+        });
+        None
     }
 
     /// A WebSocket that never became (or stopped being) the session's transport.

@@ -5,7 +5,7 @@
 //! Events are handed to the application synchronously, on the task that read them: there
 //! is no task per event, so a socket's events can never overtake each other.
 
-use super::eio::{EioApp, EioConfig, EngineIo, ProtocolViolation};
+use super::eio::{ConnectionTap, EioApp, EioConfig, EngineIo, ProtocolViolation, TapFuture};
 use super::eio_packet::{OutFrame, Payload};
 use super::session::{CloseReason, ConnInfo, SendOutcome, Session};
 use super::sio_packet::{self, PacketKind};
@@ -779,6 +779,15 @@ impl<H: Handler> SocketIo<H> {
         self.engine.handle(request).await
     }
 
+    /// The engine's WebSocket handshake for connections to `path`, taken before the HTTP
+    /// server sees them (give it to [`crate::http::serve::serve`] with [`Self::router`]).
+    pub fn websocket_tap(&self, path: &str) -> Arc<dyn ConnectionTap> {
+        Arc::new(WebSocketTap {
+            engine: self.engine.clone(),
+            path: path.into(),
+        })
+    }
+
     /// An axum router serving the engine at `path` (e.g. `/socket.io/`).
     pub fn router(&self, path: &str) -> axum::Router {
         let io = self.clone();
@@ -789,6 +798,18 @@ impl<H: Handler> SocketIo<H> {
                 async move { Ok::<_, std::convert::Infallible>(io.handle(request).await) }
             }),
         )
+    }
+}
+
+/// [`SocketIo::websocket_tap`]: the engine's handshake on new connections to one path.
+struct WebSocketTap<H: Handler> {
+    engine: EngineIo<SioApp<H>>,
+    path: Box<str>,
+}
+
+impl<H: Handler> ConnectionTap for WebSocketTap<H> {
+    fn tap(&self, stream: tokio::net::TcpStream, peer: std::net::SocketAddr) -> TapFuture<'_> {
+        Box::pin(self.engine.tap_websocket(stream, peer, &self.path))
     }
 }
 

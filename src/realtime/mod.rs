@@ -488,6 +488,11 @@ impl Realtime {
         self.io.close_all();
     }
 
+    /// The WebSocket handshake for `/socket.io/`, taken before the HTTP server sees it.
+    pub fn websocket_tap(&self) -> Arc<dyn crate::engine::ConnectionTap> {
+        self.io.websocket_tap("/socket.io/")
+    }
+
     /// The router serving `/socket.io/`.
     pub fn router(&self) -> axum::Router {
         self.io.router("/socket.io/")

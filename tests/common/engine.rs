@@ -236,6 +236,12 @@ pub struct Server {
 
 impl Server {
     pub async fn start(config: SioConfig) -> Self {
+        Self::start_with_tap(config, true).await
+    }
+
+    /// A server whose WebSocket handshakes go through the engine's tap (`true`, as in
+    /// roomcast) or all through the HTTP server's upgrade (`false`).
+    pub async fn start_with_tap(config: SioConfig, tap: bool) -> Self {
         watch_panics();
         let (tx, observed) = mpsc::unbounded_channel();
         let io = SocketIo::new(
@@ -255,6 +261,7 @@ impl Server {
         tokio::spawn(roomcast::http::serve::serve(
             listener,
             io.router("/socket.io/"),
+            tap.then(|| io.websocket_tap("/socket.io/")),
             async {
                 let _ = stopped.await;
             },
@@ -685,6 +692,12 @@ impl RawWs {
     /// Opens a WebSocket session; `recv_buffer` shrinks the socket's receive buffer (a
     /// reader that will stall). Returns after the open packet has been read.
     pub async fn open(server: &Server, recv_buffer: Option<u32>) -> Self {
+        Self::open_in_pieces(server, recv_buffer, 1).await
+    }
+
+    /// [`Self::open`] with the handshake request written in `pieces` separate writes,
+    /// as a slow client or network would deliver it.
+    pub async fn open_in_pieces(server: &Server, recv_buffer: Option<u32>, pieces: usize) -> Self {
         let opened_at = Instant::now();
         let socket = TcpSocket::new_v4().expect("socket");
         if let Some(size) = recv_buffer {
@@ -704,7 +717,12 @@ impl RawWs {
              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
             server.addr
         );
-        ws.write(request.as_bytes()).await;
+        let piece = request.len().div_ceil(pieces.max(1));
+        for chunk in request.as_bytes().chunks(piece) {
+            ws.write(chunk).await;
+            ws.tcp.flush().await.expect("flush");
+            tokio::task::yield_now().await;
+        }
         let head = within("the 101 answer", async {
             loop {
                 if let Some(end) = ws.buf.windows(4).position(|w| w == b"\r\n\r\n") {
