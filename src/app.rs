@@ -27,6 +27,22 @@ const HASHING_CONCURRENCY: usize = 2;
 /// How long in-flight HTTP requests may take to finish at shutdown.
 const DRAIN: Duration = Duration::from_secs(5);
 
+/// An unknown path: the dashboard's HTML page for a browser asking for a page outside
+/// the API, the JSON error (SPEC §2) for everything else.
+async fn not_found(request: axum::extract::Request) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let wants_html = request
+        .headers()
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/html"));
+    if wants_html && !request.uri().path().starts_with("/api/") {
+        crate::dashboard::PageError::NotFound.into_response()
+    } else {
+        ApiError::NotFound.into_response()
+    }
+}
+
 /// What every handler can reach; cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
@@ -125,7 +141,7 @@ impl App {
             .merge(api)
             .merge(http::probes::router())
             .merge(crate::dashboard::router())
-            .fallback(|| async { ApiError::NotFound })
+            .fallback(not_found)
             .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
             .layer(tower_http::trace::TraceLayer::new_for_http())
             .with_state(self.state.clone())

@@ -31,6 +31,36 @@ async fn unknown_routes_and_methods_answer_in_the_error_shape() {
 }
 
 #[tokio::test]
+async fn a_browser_gets_an_html_page_for_an_unknown_page_but_json_under_the_api() {
+    let app = spawn_app().await;
+    let browser = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
+    let response = app
+        .client
+        .get(app.url("/no-such-page"))
+        .header("accept", browser)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(content_type.starts_with("text/html"), "{content_type}");
+    let page = response.text().await.unwrap();
+    assert!(page.contains("Not found"), "{page}");
+
+    let response = app
+        .client
+        .get(app.url("/api/v1/nope"))
+        .header("accept", browser)
+        .send()
+        .await
+        .unwrap();
+    assert_error(response, StatusCode::NOT_FOUND, "NOT_FOUND").await;
+}
+
+#[tokio::test]
 async fn bodies_over_one_mebibyte_are_refused() {
     let app = spawn_app().await;
     let body = json!({ "email": unique_email(), "password": "x".repeat(1024 * 1024) });
