@@ -16,6 +16,7 @@ import {
   connectError,
   deleteProject,
   emitWithAck,
+  kicked,
   newProject,
   next,
   publish,
@@ -52,20 +53,6 @@ async function join(node, apiKey, mode, options) {
   return mode.transports ? socket : upgraded(socket);
 }
 
-/** Records the socket's `error` and `disconnect` events; `done` resolves at the disconnect. */
-function kicked(socket) {
-  const events = [];
-  return {
-    events,
-    done: new Promise((resolve) => {
-      socket.on("error", (error) => events.push(["error", error]));
-      socket.on("disconnect", (reason) => {
-        events.push(["disconnect", reason]);
-        resolve(events);
-      });
-    }),
-  };
-}
 
 /** The socket got `error` API_KEY_REVOKED, then `disconnect` "io server disconnect", within 1 s of `since`. */
 async function assertKicked(watch, socket, since, name) {

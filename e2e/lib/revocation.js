@@ -14,6 +14,7 @@ import {
   client,
   deleteProject,
   emitWithAck,
+  kicked,
   newProject,
   regenerateKey,
   startServer,
@@ -43,20 +44,6 @@ export function revocationSuite(modes) {
     return mode.transports ? socket : upgraded(socket);
   }
 
-  /** Resolves with the socket's `error` and `disconnect` events, in order, once it is disconnected. */
-  function kicked(socket) {
-    const events = [];
-    return {
-      events,
-      done: new Promise((resolve) => {
-        socket.on("error", (error) => events.push(["error", error]));
-        socket.on("disconnect", (reason) => {
-          events.push(["disconnect", reason]);
-          resolve(events);
-        });
-      }),
-    };
-  }
 
   async function assertKicked(watch, socket, revokedAt) {
     const events = await within(1_000 + 500, watch.done, "the socket to be disconnected");

@@ -361,3 +361,21 @@ export function deferred() {
   });
   return { promise, resolve, reject };
 }
+
+/**
+ * Records the socket's `error` and `disconnect` events, in order; `done` resolves with
+ * them once it is disconnected (how a revoked socket is seen to be kicked).
+ */
+export function kicked(socket) {
+  const events = [];
+  return {
+    events,
+    done: new Promise((resolve) => {
+      socket.on("error", (error) => events.push(["error", error]));
+      socket.on("disconnect", (reason) => {
+        events.push(["disconnect", reason]);
+        resolve(events);
+      });
+    }),
+  };
+}
