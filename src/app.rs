@@ -114,6 +114,9 @@ impl App {
                 hashing_concurrency: HASHING_CONCURRENCY,
             },
         );
+        if let Some(cluster) = &cluster {
+            platform.share_login_throttle(Arc::new(cluster.clone()));
+        }
         let state = AppState {
             platform,
             store,

@@ -10,6 +10,7 @@ import { after, afterEach, before, describe, test } from "node:test";
 import { eventually, requirePostgresUrl, startCluster, via } from "../lib/cluster.js";
 import {
   MODES,
+  api,
   client,
   closeAllClients,
   connect,
@@ -23,6 +24,7 @@ import {
   record,
   regenerateKey,
   setSettings,
+  signup,
   stats,
   upgraded,
   within,
@@ -250,3 +252,25 @@ for (const mode of MODES.filter((m) => m.transports)) {
     });
   });
 }
+
+describe("failed logins are throttled across nodes (SPEC §2)", () => {
+  test("10 failures for one account, spread over two nodes, block it on both; other accounts are unaffected", async () => {
+    const { email } = await signup(A.url);
+    const other = await signup(A.url);
+    const login = (node, who, password) => api(node.url, "POST", "/api/v1/login", { body: { email: who, password } });
+    for (let i = 0; i < 10; i++) {
+      const node = i % 2 === 0 ? A : B;
+      const failed = await login(node, email, `wrong password ${i}`);
+      assert.equal(failed.status, 401, `failure ${i + 1} on ${node.url}: ${JSON.stringify(failed.body)}`);
+      assert.equal(failed.body.error.code, "INVALID_CREDENTIALS");
+    }
+    for (const node of [A, B]) {
+      const blocked = await login(node, email, "correct horse battery");
+      assert.equal(blocked.status, 429, `the right password on ${node.url}: ${JSON.stringify(blocked.body)}`);
+      assert.equal(blocked.body.error.code, "TOO_MANY_ATTEMPTS");
+    }
+    // Another account is not blocked, and a success there starts it afresh.
+    const fine = await login(B, other.email, "correct horse battery");
+    assert.equal(fine.status, 200, JSON.stringify(fine.body));
+  });
+});

@@ -19,12 +19,16 @@
 //! reports it, and the supervisor and the subscriber reconnect by themselves. Messages
 //! published while Redis is away are dropped (and counted), not queued without bound.
 //!
-//! The project-wide message rate stays a per-node bucket: a shared bucket would put a
-//! Redis round trip on every message.
+//! Failed logins are counted in Redis too (one sorted set of failure times per account
+//! and per IP, checked and added by one script), so the throttle's limits hold for the
+//! cluster; while Redis is away each node counts in its own memory. The project-wide
+//! message rate stays a per-node bucket: a shared bucket would put a Redis round trip
+//! on every message.
 
 pub mod link;
 pub mod wire;
 
+use crate::platform::throttle::{SharedAttempts, SharedFuture, ThrottleLimits};
 use crate::platform::types::{ProjectId, ProjectSettings};
 use crate::realtime::{Peers, ProjectStats, Realtime, StatsFuture};
 use bytes::Bytes;
@@ -61,6 +65,48 @@ fn marker_key(node: &NodeId) -> String {
 
 /// How long a node's marker outlives the node's last heartbeat.
 const MARKER_TTL_SECONDS: i64 = 24 * 3600;
+
+/// Checks an account's (KEYS[1]) and an IP's (KEYS[2], when ARGV[5] is 1) recent
+/// failures against their limits (ARGV[2], ARGV[3]) within the window (ARGV[1], ms) and,
+/// when neither is over, records this attempt (ARGV[4]) as a failure in both. Returns 0,
+/// or the milliseconds until the oldest counted failure leaves the window. Uses Redis's
+/// clock, so nodes need not agree on the time.
+const LOGIN_ATTEMPT_SCRIPT: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local window = tonumber(ARGV[1])
+local wait = 0
+local function check(key, limit)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+  if redis.call('ZCARD', key) >= limit then
+    local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+    local left = tonumber(oldest[2]) + window - now
+    if left > wait then wait = left end
+  end
+end
+check(KEYS[1], tonumber(ARGV[2]))
+if ARGV[5] == '1' then check(KEYS[2], tonumber(ARGV[3])) end
+if wait > 0 then return wait end
+redis.call('ZADD', KEYS[1], now, ARGV[4])
+redis.call('PEXPIRE', KEYS[1], window)
+if ARGV[5] == '1' then
+  redis.call('ZADD', KEYS[2], now, ARGV[4])
+  redis.call('PEXPIRE', KEYS[2], window)
+end
+return 0
+";
+
+/// The Redis keys of an account's and an IP's failed logins (the account hashed: no
+/// email address is written to Redis).
+fn login_keys(account: &str, ip: Option<std::net::IpAddr>) -> (String, String) {
+    use sha2::Digest;
+    let account = hex::encode(sha2::Sha256::digest(account.as_bytes()));
+    let ip = ip.map(|ip| ip.to_string()).unwrap_or_default();
+    (
+        format!("roomcast:login:account:{account}"),
+        format!("roomcast:login:ip:{ip}"),
+    )
+}
 
 /// The Redis hash holding a project's cumulative message counters.
 fn counters_key(project: &ProjectId) -> String {
@@ -508,6 +554,66 @@ impl Cluster {
             }
             Err(_) => Err("redis did not answer in time".into()),
         }
+    }
+}
+
+impl SharedAttempts for Cluster {
+    fn begin<'a>(
+        &'a self,
+        account: &'a str,
+        ip: Option<std::net::IpAddr>,
+        limits: ThrottleLimits,
+    ) -> SharedFuture<'a, Option<Result<String, Duration>>> {
+        Box::pin(async move {
+            let mut connection = self.inner.link.connection()?;
+            let (account_key, ip_key) = login_keys(account, ip);
+            let token = hex::encode(rand::random::<[u8; 12]>());
+            let mut command = redis::cmd("EVAL");
+            command
+                .arg(LOGIN_ATTEMPT_SCRIPT)
+                .arg(2)
+                .arg(&account_key)
+                .arg(&ip_key)
+                .arg(limits.window.as_millis() as u64)
+                .arg(limits.account)
+                .arg(limits.ip)
+                .arg(&token)
+                .arg(if ip.is_some() { "1" } else { "0" });
+            let answer = command.query_async::<u64>(&mut connection);
+            match tokio::time::timeout(REDIS_TIMEOUT, answer).await {
+                Ok(Ok(0)) => Some(Ok(token)),
+                Ok(Ok(wait_ms)) => Some(Err(Duration::from_millis(wait_ms))),
+                Ok(Err(error)) => {
+                    tracing::warn!(error = %error, "shared login throttle failed; counting on this node");
+                    self.inner.link.failed(&error);
+                    None
+                }
+                Err(_) => None,
+            }
+        })
+    }
+
+    fn succeeded<'a>(
+        &'a self,
+        account: &'a str,
+        ip: Option<std::net::IpAddr>,
+        token: String,
+    ) -> SharedFuture<'a, ()> {
+        Box::pin(async move {
+            let Some(mut connection) = self.inner.link.connection() else {
+                return;
+            };
+            let (account_key, ip_key) = login_keys(account, ip);
+            let mut pipe = redis::pipe();
+            pipe.cmd("DEL").arg(&account_key).ignore();
+            if ip.is_some() {
+                pipe.cmd("ZREM").arg(&ip_key).arg(&token).ignore();
+            }
+            let forgive = pipe.exec_async(&mut connection);
+            if let Ok(Err(error)) = tokio::time::timeout(REDIS_TIMEOUT, forgive).await {
+                self.inner.link.failed(&error);
+            }
+        })
     }
 }
 

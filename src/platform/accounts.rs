@@ -75,6 +75,7 @@ impl Platform {
             .inner
             .throttle
             .begin(&account, ip)
+            .await
             .map_err(|retry_after| PlatformError::TooManyAttempts { retry_after })?;
         let user = self.inner.store.find_user_by_email(&account).await?;
         let verified = match &user {
@@ -90,7 +91,7 @@ impl Platform {
             tracing::info!("login failed");
             return Err(PlatformError::InvalidCredentials);
         };
-        self.inner.throttle.succeeded(attempt);
+        self.inner.throttle.succeeded(attempt).await;
         let token = self.open_session(&user.id).await?;
         tracing::info!(user = %user.id, "logged in");
         Ok((user.into(), token))

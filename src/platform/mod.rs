@@ -102,6 +102,12 @@ impl Platform {
         }
     }
 
+    /// Counts failed logins in `shared` (a cluster's Redis), so the limits hold across
+    /// every node.
+    pub fn share_login_throttle(&self, shared: Arc<dyn throttle::SharedAttempts>) {
+        self.inner.throttle.share(shared);
+    }
+
     /// Server-wide limits.
     pub fn limits(&self) -> &Limits {
         &self.inner.config.limits

@@ -1,6 +1,8 @@
-//! Failed-login throttling, in memory: after `account_limit` failures for one account or
-//! `ip_limit` from one IP within the window, further attempts (even correct ones) are
-//! refused until the oldest counted failure leaves the window.
+//! Failed-login throttling: after `account_limit` failures for one account or `ip_limit`
+//! from one IP within the window, further attempts (even correct ones) are refused until
+//! the oldest counted failure leaves the window. Counted in memory on a single node; in a
+//! cluster, in the shared [`SharedAttempts`] (Redis) so the limits hold across nodes, with
+//! the node's own memory as the fallback while that is unavailable.
 //!
 //! An attempt is counted as a failure the moment it starts and forgiven if it succeeds:
 //! counting only after the (slow) password check would let a burst of parallel guesses
@@ -8,9 +10,47 @@
 
 use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use std::hash::Hash;
 use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
+
+/// Boxed future of a [`SharedAttempts`] call.
+pub type SharedFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The limits and window an attempt is checked against.
+#[derive(Clone, Copy, Debug)]
+pub struct ThrottleLimits {
+    /// Failures per account.
+    pub account: usize,
+    /// Failures per IP.
+    pub ip: usize,
+    /// How long a failure counts.
+    pub window: Duration,
+}
+
+/// Failure counts shared by every node of a cluster. `None` means the store could not
+/// be reached: the node then counts in its own memory.
+pub trait SharedAttempts: Send + Sync + 'static {
+    /// Counts an attempt as a failure unless `account` or `ip` is over its limit:
+    /// the attempt's token, or the time to wait.
+    fn begin<'a>(
+        &'a self,
+        account: &'a str,
+        ip: Option<IpAddr>,
+        limits: ThrottleLimits,
+    ) -> SharedFuture<'a, Option<Result<String, Duration>>>;
+    /// The attempt with `token` succeeded: the account starts afresh and the IP is not
+    /// charged for it.
+    fn succeeded<'a>(
+        &'a self,
+        account: &'a str,
+        ip: Option<IpAddr>,
+        token: String,
+    ) -> SharedFuture<'a, ()>;
+}
 
 /// Failures per account before it is throttled (SPEC §2).
 pub const ACCOUNT_LIMIT: usize = 10;
@@ -91,7 +131,8 @@ struct State {
 /// The login throttle; shared by every request of one node.
 pub struct LoginThrottle {
     state: Mutex<State>,
-    window: Duration,
+    limits: ThrottleLimits,
+    shared: OnceLock<Arc<dyn SharedAttempts>>,
 }
 
 /// An attempt that was let through; report its outcome with
@@ -100,6 +141,8 @@ pub struct LoginThrottle {
 pub struct Attempt {
     account: String,
     ip: Option<IpAddr>,
+    /// Its token in the shared counts, when it was counted there.
+    shared: Option<String>,
 }
 
 impl Default for LoginThrottle {
@@ -117,24 +160,57 @@ impl LoginThrottle {
                 ips: Failures::new(ip_limit),
                 attempts: 0,
             }),
-            window,
+            limits: ThrottleLimits {
+                account: account_limit,
+                ip: ip_limit,
+                window,
+            },
+            shared: OnceLock::new(),
         }
+    }
+
+    /// Counts failures in `shared` from now on (a cluster's nodes count together).
+    pub fn share(&self, shared: Arc<dyn SharedAttempts>) {
+        let _ = self.shared.set(shared);
     }
 
     /// Starts a login attempt for `account` (normalized email) from `ip` (when known):
     /// refused with the time to wait if either is throttled, else counted as a failure
     /// until [`LoginThrottle::succeeded`] says otherwise.
-    pub fn begin(&self, account: &str, ip: Option<IpAddr>) -> Result<Attempt, Duration> {
+    pub async fn begin(&self, account: &str, ip: Option<IpAddr>) -> Result<Attempt, Duration> {
+        if let Some(shared) = self.shared.get() {
+            if let Some(answer) = shared.begin(account, ip, self.limits).await {
+                return answer.map(|token| Attempt {
+                    account: account.to_owned(),
+                    ip,
+                    shared: Some(token),
+                });
+            }
+        }
+        self.begin_here(account, ip)
+    }
+
+    /// The attempt succeeded: its account starts afresh and the IP is not charged for it.
+    pub async fn succeeded(&self, mut attempt: Attempt) {
+        if let (Some(token), Some(shared)) = (attempt.shared.take(), self.shared.get()) {
+            shared.succeeded(&attempt.account, attempt.ip, token).await;
+        }
+        self.succeeded_here(attempt);
+    }
+
+    /// [`Self::begin`] in this node's memory.
+    fn begin_here(&self, account: &str, ip: Option<IpAddr>) -> Result<Attempt, Duration> {
         let now = Instant::now();
+        let window = self.limits.window;
         let mut state = self.state.lock();
         state.attempts += 1;
         if state.attempts % PRUNE_EVERY == 0 {
-            state.accounts.prune(now, self.window);
-            state.ips.prune(now, self.window);
+            state.accounts.prune(now, window);
+            state.ips.prune(now, window);
         }
         let account = account.to_owned();
-        let wait_account = state.accounts.blocked(&account, now, self.window);
-        let wait_ip = ip.and_then(|ip| state.ips.blocked(&ip, now, self.window));
+        let wait_account = state.accounts.blocked(&account, now, window);
+        let wait_ip = ip.and_then(|ip| state.ips.blocked(&ip, now, window));
         if let Some(wait) = wait_account.max(wait_ip) {
             return Err(wait);
         }
@@ -142,11 +218,15 @@ impl LoginThrottle {
         if let Some(ip) = ip {
             state.ips.record(&ip, now);
         }
-        Ok(Attempt { account, ip })
+        Ok(Attempt {
+            account,
+            ip,
+            shared: None,
+        })
     }
 
-    /// The attempt succeeded: its account starts afresh and the IP is not charged for it.
-    pub fn succeeded(&self, attempt: Attempt) {
+    /// [`Self::succeeded`] in this node's memory (also clears what a fallback counted).
+    fn succeeded_here(&self, attempt: Attempt) {
         let mut state = self.state.lock();
         state.accounts.forgive_all(&attempt.account);
         if let Some(ip) = attempt.ip {
@@ -163,34 +243,34 @@ mod tests {
     fn ten_failures_block_the_account_but_not_others() {
         let throttle = LoginThrottle::default();
         for _ in 0..ACCOUNT_LIMIT {
-            let _failed = throttle.begin("a@example.com", None).unwrap();
+            let _failed = throttle.begin_here("a@example.com", None).unwrap();
         }
-        let wait = throttle.begin("a@example.com", None).err().unwrap();
+        let wait = throttle.begin_here("a@example.com", None).err().unwrap();
         assert!(wait > Duration::from_secs(14 * 60) && wait <= WINDOW);
-        assert!(throttle.begin("b@example.com", None).is_ok());
+        assert!(throttle.begin_here("b@example.com", None).is_ok());
     }
 
     #[test]
     fn the_ip_limit_spans_accounts_and_success_forgives() {
         let throttle = LoginThrottle::new(10, 3, WINDOW);
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
-        let ok = throttle.begin("a@example.com", Some(ip)).unwrap();
-        throttle.succeeded(ok);
+        let ok = throttle.begin_here("a@example.com", Some(ip)).unwrap();
+        throttle.succeeded_here(ok);
         for n in 0..3 {
             let _failed = throttle
-                .begin(&format!("{n}@example.com"), Some(ip))
+                .begin_here(&format!("{n}@example.com"), Some(ip))
                 .unwrap();
         }
-        assert!(throttle.begin("new@example.com", Some(ip)).is_err());
-        assert!(throttle.begin("new@example.com", None).is_ok());
+        assert!(throttle.begin_here("new@example.com", Some(ip)).is_err());
+        assert!(throttle.begin_here("new@example.com", None).is_ok());
     }
 
     #[test]
     fn failures_expire_with_the_window() {
         let throttle = LoginThrottle::new(1, 100, Duration::from_millis(30));
-        let _failed = throttle.begin("a@example.com", None).unwrap();
-        assert!(throttle.begin("a@example.com", None).is_err());
+        let _failed = throttle.begin_here("a@example.com", None).unwrap();
+        assert!(throttle.begin_here("a@example.com", None).is_err());
         std::thread::sleep(Duration::from_millis(40));
-        assert!(throttle.begin("a@example.com", None).is_ok());
+        assert!(throttle.begin_here("a@example.com", None).is_ok());
     }
 }
