@@ -60,6 +60,30 @@ impl RedisLink {
         self.connection.lock().clone()
     }
 
+    /// Runs one command on the command connection. An error (the connection's response
+    /// timeout, [`REDIS_TIMEOUT`], included) drops the connection for the supervisor to
+    /// dial again, and comes back as its text.
+    pub async fn query<T: redis::FromRedisValue>(&self, command: &redis::Cmd) -> Result<T, String> {
+        let mut connection = self
+            .connection()
+            .ok_or_else(|| "redis is not connected".to_owned())?;
+        command.query_async(&mut connection).await.map_err(|error| {
+            self.failed(&error);
+            error.to_string()
+        })
+    }
+
+    /// Runs a pipeline whose replies are all ignored, as [`Self::query`] runs a command.
+    pub async fn run(&self, pipe: &redis::Pipeline) -> Result<(), String> {
+        let mut connection = self
+            .connection()
+            .ok_or_else(|| "redis is not connected".to_owned())?;
+        pipe.exec_async(&mut connection).await.map_err(|error| {
+            self.failed(&error);
+            error.to_string()
+        })
+    }
+
     /// A command failed: drop the connection and have the supervisor dial again.
     pub fn failed(&self, error: &dyn std::fmt::Display) {
         let was_up = self.connection.lock().take().is_some();

@@ -174,34 +174,22 @@ impl Cluster {
     /// Whether the node reaches the other nodes; the reason for `/readyz` when not.
     pub async fn health(&self) -> Result<(), String> {
         self.inner.link.health()?;
-        let Some(mut connection) = self.inner.link.connection() else {
-            return self.inner.link.health();
-        };
-        let command = redis::cmd("PING");
-        let ping = command.query_async::<String>(&mut connection);
-        match tokio::time::timeout(REDIS_TIMEOUT, ping).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(error)) => {
-                self.inner.link.failed(&error);
-                Err(format!("redis is not answering: {error}"))
-            }
-            Err(_) => {
-                self.inner.link.failed(&"PING timed out");
-                Err("redis did not answer in time".into())
-            }
-        }
+        self.inner
+            .link
+            .query::<String>(&redis::cmd("PING"))
+            .await
+            .map(drop)
+            .map_err(|error| format!("redis is not answering: {error}"))
     }
 
     /// Tells the other nodes this one is leaving (at shutdown), so they stop counting its
     /// connections at once instead of after [`PEER_TTL`].
     pub async fn leave(&self) {
-        let Some(mut connection) = self.inner.link.connection() else {
-            return;
-        };
-        let bye = self.envelope(BusEvent::Leave).encode();
         let mut command = redis::cmd("PUBLISH");
-        command.arg(BUS_CHANNEL).arg(bye);
-        let publish = command.exec_async(&mut connection);
+        command
+            .arg(BUS_CHANNEL)
+            .arg(self.envelope(BusEvent::Leave).encode());
+        let publish = self.inner.link.query::<u64>(&command);
         let _ = tokio::time::timeout(Duration::from_millis(500), publish).await;
     }
 
@@ -224,12 +212,12 @@ impl Cluster {
     async fn publish(self, mut queued: mpsc::Receiver<Outgoing>) {
         let mut batch = Vec::with_capacity(PUBLISH_BATCH);
         while queued.recv_many(&mut batch, PUBLISH_BATCH).await > 0 {
-            let Some(mut connection) = self.inner.link.connection() else {
+            if self.inner.link.connection().is_none() {
                 metrics::counter!("roomcast_cluster_events_dropped_total", "reason" => "redis_down")
                     .increment(batch.len() as u64);
                 batch.clear();
                 continue;
-            };
+            }
             let mut pipe = redis::pipe();
             for outgoing in batch.drain(..) {
                 match outgoing {
@@ -238,9 +226,7 @@ impl Cluster {
                 }
                 .ignore();
             }
-            if let Err(error) = pipe.exec_async(&mut connection).await {
-                self.inner.link.failed(&error);
-            }
+            let _ = self.inner.link.run(&pipe).await;
         }
     }
 
@@ -426,18 +412,13 @@ impl Cluster {
     /// On heartbeats, keeps the marker alive.
     async fn check_marker(&self, heartbeat: bool) {
         use std::sync::atomic::Ordering;
-        let Some(mut connection) = self.inner.link.connection() else {
-            return;
-        };
         let generation = self.inner.link.generation();
         let key = marker_key(&self.inner.node);
         if self.inner.checked_generation.load(Ordering::Acquire) == generation {
             if heartbeat {
                 let mut command = redis::cmd("EXPIRE");
                 command.arg(&key).arg(MARKER_TTL_SECONDS);
-                if let Err(error) = command.exec_async(&mut connection).await {
-                    self.inner.link.failed(&error);
-                }
+                let _ = self.inner.link.query::<u64>(&command).await;
             }
             return;
         }
@@ -448,19 +429,14 @@ impl Cluster {
             .arg("NX")
             .arg("EX")
             .arg(MARKER_TTL_SECONDS);
-        match command.query_async::<Option<String>>(&mut connection).await {
-            Ok(created) => {
-                if created.is_some() && !self.inner.flushed.lock().is_empty() {
-                    tracing::warn!(
-                        "redis lost the shared counters; adding this node's totals again"
-                    );
-                    self.inner.flushed.lock().clear();
-                }
-                self.inner
-                    .checked_generation
-                    .store(generation, Ordering::Release);
+        if let Ok(created) = self.inner.link.query::<Option<String>>(&command).await {
+            if created.is_some() && !self.inner.flushed.lock().is_empty() {
+                tracing::warn!("redis lost the shared counters; adding this node's totals again");
+                self.inner.flushed.lock().clear();
             }
-            Err(error) => self.inner.link.failed(&error),
+            self.inner
+                .checked_generation
+                .store(generation, Ordering::Release);
         }
     }
 
@@ -488,9 +464,6 @@ impl Cluster {
         if deltas.is_empty() {
             return;
         }
-        let Some(mut connection) = self.inner.link.connection() else {
-            return; // kept unflushed; added once Redis is back
-        };
         let mut pipe = redis::pipe();
         for (project, _, [received, delivered, rejected]) in &deltas {
             let key = counters_key(project);
@@ -514,14 +487,12 @@ impl Cluster {
                 .arg(COUNTERS_TTL_SECONDS)
                 .ignore();
         }
-        match pipe.exec_async(&mut connection).await {
-            Ok(()) => {
-                let mut flushed = self.inner.flushed.lock();
-                for (project, now, _) in deltas {
-                    flushed.insert(project, now);
-                }
+        // On failure the deltas stay unflushed and are added once Redis is back.
+        if self.inner.link.run(&pipe).await.is_ok() {
+            let mut flushed = self.inner.flushed.lock();
+            for (project, now, _) in deltas {
+                flushed.insert(project, now);
             }
-            Err(error) => self.inner.link.failed(&error),
         }
     }
 
@@ -534,26 +505,14 @@ impl Cluster {
 
     /// The project's cumulative counters in Redis: received, delivered, rejected.
     async fn shared_counters(&self, project: &ProjectId) -> Result<[u64; 3], String> {
-        let mut connection = self
-            .inner
-            .link
-            .connection()
-            .ok_or_else(|| "redis is not connected".to_owned())?;
         let mut command = redis::cmd("HMGET");
         command
             .arg(counters_key(project))
             .arg("received")
             .arg("delivered")
             .arg("rejected");
-        let read = command.query_async::<[Option<u64>; 3]>(&mut connection);
-        match tokio::time::timeout(REDIS_TIMEOUT, read).await {
-            Ok(Ok(values)) => Ok(values.map(Option::unwrap_or_default)),
-            Ok(Err(error)) => {
-                self.inner.link.failed(&error);
-                Err(error.to_string())
-            }
-            Err(_) => Err("redis did not answer in time".into()),
-        }
+        let values = self.inner.link.query::<[Option<u64>; 3]>(&command).await?;
+        Ok(values.map(Option::unwrap_or_default))
     }
 }
 
@@ -565,7 +524,6 @@ impl SharedAttempts for Cluster {
         limits: ThrottleLimits,
     ) -> SharedFuture<'a, Option<Result<String, Duration>>> {
         Box::pin(async move {
-            let mut connection = self.inner.link.connection()?;
             let (account_key, ip_key) = login_keys(account, ip);
             let token = hex::encode(rand::random::<[u8; 12]>());
             let mut command = redis::cmd("EVAL");
@@ -579,16 +537,13 @@ impl SharedAttempts for Cluster {
                 .arg(limits.ip)
                 .arg(&token)
                 .arg(if ip.is_some() { "1" } else { "0" });
-            let answer = command.query_async::<u64>(&mut connection);
-            match tokio::time::timeout(REDIS_TIMEOUT, answer).await {
-                Ok(Ok(0)) => Some(Ok(token)),
-                Ok(Ok(wait_ms)) => Some(Err(Duration::from_millis(wait_ms))),
-                Ok(Err(error)) => {
-                    tracing::warn!(error = %error, "shared login throttle failed; counting on this node");
-                    self.inner.link.failed(&error);
+            match self.inner.link.query::<u64>(&command).await {
+                Ok(0) => Some(Ok(token)),
+                Ok(wait_ms) => Some(Err(Duration::from_millis(wait_ms))),
+                Err(error) => {
+                    tracing::warn!(%error, "shared login throttle unavailable; counting on this node");
                     None
                 }
-                Err(_) => None,
             }
         })
     }
@@ -600,30 +555,23 @@ impl SharedAttempts for Cluster {
         token: String,
     ) -> SharedFuture<'a, ()> {
         Box::pin(async move {
-            let Some(mut connection) = self.inner.link.connection() else {
-                return;
-            };
             let (account_key, ip_key) = login_keys(account, ip);
             let mut pipe = redis::pipe();
             pipe.cmd("DEL").arg(&account_key).ignore();
             if ip.is_some() {
                 pipe.cmd("ZREM").arg(&ip_key).arg(&token).ignore();
             }
-            let forgive = pipe.exec_async(&mut connection);
-            if let Ok(Err(error)) = tokio::time::timeout(REDIS_TIMEOUT, forgive).await {
-                self.inner.link.failed(&error);
-            }
+            let _ = self.inner.link.run(&pipe).await;
         })
     }
 }
 
 impl Peers for Cluster {
     fn forward_message(&self, project: &ProjectId, frame: &Bytes) {
-        let event = BusEvent::Message {
-            project: project.clone(),
-            frame: frame.clone(),
-        };
-        self.send(Outgoing::Publish(self.envelope(event).encode()));
+        // Encoded straight from the borrowed parts: the message path copies the frame
+        // once, into the bytes published.
+        let bytes = wire::encode_message(&self.inner.node, project.as_str(), frame);
+        self.send(Outgoing::Publish(bytes));
     }
 
     fn forward_revocation(&self, project: &ProjectId, surviving: Option<[u8; 32]>) {

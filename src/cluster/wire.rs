@@ -17,13 +17,10 @@
 //! infrastructure, and a bad publisher must not take a node down.
 
 use crate::platform::types::{ProjectId, ProjectSettings};
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes};
 
 /// A node's identity on the bus, random per process start.
 pub type NodeId = [u8; 16];
-
-/// Prefix every relayed frame must carry: only `message` events travel between nodes.
-pub const MESSAGE_FRAME_PREFIX: &[u8] = b"42[\"message\",";
 
 /// One event on the bus.
 #[derive(Debug, Clone, PartialEq)]
@@ -95,12 +92,10 @@ pub enum WireError {
 impl Envelope {
     /// The bytes published for this event.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = BytesMut::with_capacity(64);
+        let mut out = Vec::with_capacity(64);
         match &self.event {
             BusEvent::Message { project, frame } => {
-                header(&mut out, b'M', &self.node);
-                put_project(&mut out, project.as_str());
-                out.put_slice(frame);
+                return encode_message(&self.node, project.as_str(), frame);
             }
             BusEvent::Revoke { project, surviving } => {
                 header(&mut out, b'R', &self.node);
@@ -129,7 +124,7 @@ impl Envelope {
             }
             BusEvent::Leave => header(&mut out, b'L', &self.node),
         }
-        out.to_vec()
+        out
     }
 
     /// Parses bytes read from the bus.
@@ -199,10 +194,19 @@ impl Envelope {
     }
 }
 
+/// The bytes of a [`BusEvent::Message`] from `node`, without building the event.
+pub fn encode_message(node: &NodeId, project: &str, frame: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + node.len() + 2 + project.len() + frame.len());
+    header(&mut out, b'M', node);
+    put_project(&mut out, project);
+    out.put_slice(frame);
+    out
+}
+
 /// Whether `frame` is `42["message",<one JSON string>]`, the only frame nodes relay.
 pub fn is_message_frame(frame: &[u8]) -> bool {
     let Some(literal) = frame
-        .strip_prefix(MESSAGE_FRAME_PREFIX)
+        .strip_prefix(crate::realtime::MESSAGE_FRAME_PREFIX.as_bytes())
         .and_then(|rest| rest.strip_suffix(b"]"))
     else {
         return false;
@@ -211,12 +215,12 @@ pub fn is_message_frame(frame: &[u8]) -> bool {
         && serde_json::from_slice::<&serde_json::value::RawValue>(literal).is_ok()
 }
 
-fn header(out: &mut BytesMut, kind: u8, node: &NodeId) {
+fn header(out: &mut Vec<u8>, kind: u8, node: &NodeId) {
     out.put_u8(kind);
     out.put_slice(node);
 }
 
-fn put_project(out: &mut BytesMut, project: &str) {
+fn put_project(out: &mut Vec<u8>, project: &str) {
     // Project ids are UUIDs; anything longer than a u16 is not one of ours.
     let bytes = &project.as_bytes()[..project.len().min(usize::from(u16::MAX))];
     out.put_u16(bytes.len() as u16);

@@ -176,12 +176,9 @@ impl RoomcastHandler {
 }
 
 /// `42["message",<literal>]`, encoded once for every recipient.
-/// What every `message` frame starts with; the JSON string and `]` follow.
-pub(super) const MESSAGE_PREFIX: &str = "42[\"message\",";
-
 pub(super) fn message_frame(literal: &str) -> OutFrame {
     let mut text = String::with_capacity(literal.len() + 14);
-    text.push_str(MESSAGE_PREFIX);
+    text.push_str(super::MESSAGE_FRAME_PREFIX);
     text.push_str(literal);
     text.push(']');
     OutFrame::Text(Bytes::from(text))

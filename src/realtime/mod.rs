@@ -28,6 +28,10 @@ use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+/// What every `message` frame starts with; the event's one JSON string and `]` follow.
+/// Other nodes relay only frames of this shape.
+pub const MESSAGE_FRAME_PREFIX: &str = "42[\"message\",";
+
 /// What a live API key grants: the project it belongs to and that project's settings.
 #[derive(Clone, Debug)]
 pub struct ProjectAccess {
@@ -376,7 +380,7 @@ impl Realtime {
         };
         if project.has_watchers() {
             let text = frame
-                .get(handler::MESSAGE_PREFIX.len()..frame.len().saturating_sub(1))
+                .get(MESSAGE_FRAME_PREFIX.len()..frame.len().saturating_sub(1))
                 .and_then(|literal| serde_json::from_slice::<String>(literal).ok());
             if let Some(text) = text {
                 project.feed(text.into());
