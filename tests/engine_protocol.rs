@@ -228,6 +228,72 @@ async fn websocket_handshakes_in_pieces_and_on_a_reused_connection() {
     server.assert_still_serving().await;
 }
 
+/// What the WebSocket tap cannot take is left to HTTP, which answers it: bytes that are
+/// not HTTP get a 400 and the server keeps serving; a handshake with more headers than
+/// the tap reads, or one for another path, is answered by the HTTP server all the same.
+#[tokio::test]
+async fn the_websocket_tap_leaves_what_it_cannot_read_to_http() {
+    let server = Server::start(config()).await;
+    let mut garbage = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    garbage
+        .write_all(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 not http at all\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    within("the answer to garbage", garbage.read_to_end(&mut answer))
+        .await
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 400"),
+        "{answer}"
+    );
+
+    let mut many_headers = String::new();
+    for n in 0..40 {
+        many_headers.push_str(&format!("X-Filler-{n}: {n}\r\n"));
+    }
+    let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let request = format!(
+        "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: {}\r\n{many_headers}\
+         Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        server.addr
+    );
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut seen = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let reply = within("the 101 and the open packet", async {
+        loop {
+            let n = tcp.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "closed before the WebSocket answer");
+            seen.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8_lossy(&seen).into_owned();
+            if text.contains("\"sid\"") {
+                return text;
+            }
+        }
+    })
+    .await;
+    assert!(reply.starts_with("HTTP/1.1 101"), "{reply}");
+
+    let other_path = server
+        .http
+        .get(format!(
+            "http://{}/elsewhere/?EIO=4&transport=websocket",
+            server.addr
+        ))
+        .header("connection", "Upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other_path.status(), 404);
+    server.assert_still_serving().await;
+}
+
 #[tokio::test]
 async fn http_errors_carry_the_reference_codes() {
     let server = Server::start(config()).await;
