@@ -6,13 +6,12 @@
 // nodes, so they are polled, bounded by SPEC's "at once" (1 s) plus slack.
 
 import assert from "node:assert/strict";
-import { after, afterEach, before, describe, test } from "node:test";
-import { eventually, requirePostgresUrl, startCluster, via } from "../lib/cluster.js";
+import { describe, test } from "node:test";
+import { clusterPerFile, eventually, join, requirePostgresUrl, via } from "../lib/cluster.js";
 import {
   MODES,
   api,
   client,
-  closeAllClients,
   connect,
   connectError,
   deleteProject,
@@ -26,7 +25,6 @@ import {
   setSettings,
   signup,
   stats,
-  upgraded,
   within,
 } from "../lib/roomcast.js";
 
@@ -36,24 +34,11 @@ let cluster;
 let A;
 let B;
 
-before(async () => {
-  cluster = await startCluster({ nodes: 2 });
-  [A, B] = cluster.nodes;
+clusterPerFile({ nodes: 2 }, (started) => {
+  cluster = started;
+  [A, B] = started.nodes;
 });
-after(async () => {
-  closeAllClients();
-  await cluster?.close();
-});
-afterEach(closeAllClients);
 
-/**
- * Connects to `node`; in the default mode, waits for the upgrade too (revocation of a
- * socket still on polling is the polling-only case).
- */
-async function join(node, apiKey, mode, options) {
-  const socket = await connect(node.url, apiKey, mode, options);
-  return mode.transports ? socket : upgraded(socket);
-}
 
 
 /** The socket got `error` API_KEY_REVOKED, then `disconnect` "io server disconnect", within 1 s of `since`. */

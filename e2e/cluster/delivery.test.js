@@ -4,18 +4,15 @@
 // reaches and counts the sockets of all nodes. In each transport mode, and across modes.
 
 import assert from "node:assert/strict";
-import { after, afterEach, before, describe, test } from "node:test";
-import { eventually, requirePostgresUrl, startCluster, via } from "../lib/cluster.js";
+import { describe, test } from "node:test";
+import { clusterPerFile, eventually, join, requirePostgresUrl, via } from "../lib/cluster.js";
 import {
   MODES,
-  closeAllClients,
-  connect,
   emitWithAck,
   newProject,
   publish,
   record,
   stats,
-  upgraded,
 } from "../lib/roomcast.js";
 
 requirePostgresUrl();
@@ -25,25 +22,13 @@ let A;
 let B;
 let C;
 
-before(async () => {
-  // Rate limits raised (SPEC §4: the operator may) so that the burst measures delivery.
-  cluster = await startCluster({
-    nodes: 3,
-    flags: ["--messages-per-second", "10000", "--project-messages-per-second", "20000"],
-  });
-  [A, B, C] = cluster.nodes;
+// Rate limits raised (SPEC §4: the operator may) so that the burst measures delivery.
+const flags = ["--messages-per-second", "10000", "--project-messages-per-second", "20000"];
+clusterPerFile({ nodes: 3, flags }, (started) => {
+  cluster = started;
+  [A, B, C] = started.nodes;
 });
-after(async () => {
-  closeAllClients();
-  await cluster?.close();
-});
-afterEach(closeAllClients);
 
-/** Connects to `node`; in the default mode, waits for the upgrade to websocket too. */
-async function join(node, apiKey, mode, options) {
-  const socket = await connect(node.url, apiKey, mode, options);
-  return mode.transports ? socket : upgraded(socket);
-}
 
 /** Waits until every node reports `connections` live sockets for the project. */
 function connectionsSettle(project, connections) {

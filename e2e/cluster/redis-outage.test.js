@@ -6,12 +6,11 @@
 // and the message counters, lost with the old Redis, are whole again.
 
 import assert from "node:assert/strict";
-import { after, afterEach, before, test } from "node:test";
-import { eventually, probe, requirePostgresUrl, startCluster, via } from "../lib/cluster.js";
+import { test } from "node:test";
+import { clusterPerFile, eventually, probe, requirePostgresUrl, via } from "../lib/cluster.js";
 import {
   MODES,
   client,
-  closeAllClients,
   connect,
   connectError,
   newProject,
@@ -30,15 +29,10 @@ let cluster;
 let A;
 let B;
 
-before(async () => {
-  cluster = await startCluster({ nodes: 2 });
-  [A, B] = cluster.nodes;
+clusterPerFile({ nodes: 2 }, (started) => {
+  cluster = started;
+  [A, B] = started.nodes;
 });
-after(async () => {
-  closeAllClients();
-  await cluster?.close();
-});
-afterEach(closeAllClients);
 
 async function assertHealthy(node) {
   const response = await probe(node, "healthz");

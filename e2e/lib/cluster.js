@@ -13,7 +13,8 @@ import net from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { createInterface } from "node:readline";
-import { api, startServer, within } from "./roomcast.js";
+import { after, afterEach, before } from "node:test";
+import { api, closeAllClients, connect, startServer, upgraded, within } from "./roomcast.js";
 
 /**
  * The PostgreSQL URL every node of a test cluster uses. Throws when unset; call it at the
@@ -258,4 +259,28 @@ export async function eventually(ms, what, check, { intervalMs = 50 } = {}) {
 /** GET /readyz (or /healthz) on a node; resolves `{status, body}`. */
 export function probe(node, which = "readyz") {
   return api(node.url, "GET", `/${which}`);
+}
+
+/**
+ * One cluster for the whole test file: started before its tests (then handed to
+ * `onStart`), stopped after them; the sockets made by `client()` are closed after each
+ * test.
+ */
+export function clusterPerFile(options, onStart) {
+  let cluster;
+  before(async () => {
+    cluster = await startCluster(options);
+    onStart(cluster);
+  });
+  after(async () => {
+    closeAllClients();
+    await cluster?.close();
+  });
+  afterEach(closeAllClients);
+}
+
+/** Connects to `node`; in the default mode, waits for the upgrade to websocket too. */
+export async function join(node, apiKey, mode, options) {
+  const socket = await connect(node.url, apiKey, mode, options);
+  return mode.transports ? socket : upgraded(socket);
 }

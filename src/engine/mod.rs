@@ -6,7 +6,8 @@
 //! - [`ws`]: RFC 6455 framing (pure parser, header encoder);
 //! - [`eio_packet`]: Engine.IO packets and long-polling payloads (pure);
 //! - [`session`]: one Engine.IO session: transport phase, outbox, heartbeat;
-//! - [`eio`]: HTTP routing, the polling and WebSocket transports, upgrade, ticker;
+//! - [`eio`]: HTTP routing, the polling and WebSocket transports, upgrade, ticker, and
+//!   the WebSocket tap that takes handshakes before the HTTP server;
 //! - [`sio_packet`]: Socket.IO packets (pure);
 //! - [`sio`]: namespaces, CONNECT/auth, events and acks, binary, rooms, broadcast.
 //!
