@@ -1,6 +1,7 @@
 // What one node decides applies on every node (SPEC §2, §6): key regeneration and project
 // deletion through node A kick the old key's sockets on node B within 1 s; new settings
-// apply there at once; stats and `max_connections` are cluster-wide.
+// apply there at once; stats, `max_connections` and the project message rate are
+// cluster-wide.
 //
 // Figures kept per node (connections, counters) may lag a few milliseconds on the other
 // nodes, so they are polled, bounded by SPEC's "at once" (1 s) plus slack.
@@ -257,5 +258,46 @@ describe("failed logins are throttled across nodes (SPEC §2)", () => {
     // Another account is not blocked, and a success there starts it afresh.
     const fine = await login(B, other.email, "correct horse battery");
     assert.equal(fine.status, 200, JSON.stringify(fine.body));
+  });
+});
+
+describe("the project message rate holds across nodes (SPEC §4, §6)", () => {
+  test("messages admitted on node A use up node B's allowance, for sockets and HTTP publishes alike", { timeout: 30_000 }, async () => {
+    const mode = MODES.find((m) => m.name === "websocket only");
+    const project = await newProject(A.url);
+    // 1 message/s across the project, burst 2: two messages on A leave nothing for B.
+    await setSettings(project, { project_messages_per_second: 1 });
+    const onA = await join(A, project.apiKey, mode);
+    const onB = await join(B, project.apiKey, mode);
+    const gotOnB = record(onB);
+
+    assert.deepEqual(await emitWithAck(onA, 5_000, "message", "one"), [{ ok: true }]);
+    assert.deepEqual(await emitWithAck(onA, 5_000, "message", "two"), [{ ok: true }]);
+    // Once B has delivered them, B has counted them against the project.
+    assert.deepEqual(await gotOnB.until(2), ["one", "two"]);
+
+    const [refused] = await emitWithAck(onB, 5_000, "message", "three");
+    assert.equal(refused.ok, false, `B accepted a third message: ${JSON.stringify(refused)}`);
+    assert.equal(refused.error.code, "RATE_LIMITED");
+    assert.ok(Number.isInteger(refused.error.retry_after_ms) && refused.error.retry_after_ms > 0, JSON.stringify(refused));
+    const http = await publish(via(project, B), "four");
+    assert.equal(http.status, 429, JSON.stringify(http.body));
+    assert.equal(http.body.error.code, "RATE_LIMITED");
+
+    // The allowance comes back with time, on B as on A.
+    let attempts = 0;
+    await eventually(3_000, "a token to refill on B", async () => {
+      attempts++;
+      const [ack] = await emitWithAck(onB, 1_000, "message", "later");
+      assert.deepEqual(ack, { ok: true });
+    }, { intervalMs: 200 });
+    assert.deepEqual(await gotOnB.until(3), ["one", "two", "later"]);
+    await statsSettle(
+      project,
+      // Received: one, two, three, four and every attempt at "later"; only the last of
+      // those was accepted. Delivered: the three accepted messages, to two sockets each.
+      { connections: 2, messages_received: 4 + attempts, messages_delivered: 6, messages_rejected: 2 + attempts - 1 },
+      "three messages accepted cluster-wide",
+    );
   });
 });

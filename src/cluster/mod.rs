@@ -22,8 +22,8 @@
 //! Failed logins are counted in Redis too (one sorted set of failure times per account
 //! and per IP, checked and added by one script), so the throttle's limits hold for the
 //! cluster; while Redis is away each node counts in its own memory. The project-wide
-//! message rate stays a per-node bucket: a shared bucket would put a Redis round trip
-//! on every message.
+//! message rate needs no Redis command: every node already receives every message over
+//! the bus and takes a token from its own bucket for each (`Realtime::message_from_peer`).
 
 pub mod link;
 pub mod wire;

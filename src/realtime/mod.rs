@@ -372,12 +372,13 @@ impl Realtime {
     }
 
     /// A `message` frame broadcast on another node: delivered to this node's sockets of
-    /// the project's room (and its console).
+    /// the project's room (and its console), and counted against the project's rate here.
     pub fn message_from_peer(&self, project_id: &ProjectId, frame: Bytes) {
         let project = self.shared.projects.read().get(project_id).cloned();
         let (Some(project), Some(namespace)) = (project, self.shared.namespace.get()) else {
             return; // no socket and no console of this project here
         };
+        project.spend_project_token(Instant::now());
         if project.has_watchers() {
             let text = frame
                 .get(MESSAGE_FRAME_PREFIX.len()..frame.len().saturating_sub(1))

@@ -42,6 +42,15 @@ impl TokenBucket {
             Err((((1.0 - self.tokens) / rate) * 1000.0).ceil().max(1.0) as u64)
         }
     }
+
+    /// Takes one token for a message admitted elsewhere (another node), even when none is
+    /// left: the bucket empties but never owes, so a race between nodes costs no more
+    /// than the messages it let through.
+    pub fn spend(&mut self, rate: u32, now: Instant) {
+        if self.take(rate, now).is_err() {
+            self.tokens = 0.0;
+        }
+    }
 }
 
 /// Tells a waiting reporter (the cluster's) that some project's counters moved; cheap
@@ -198,6 +207,13 @@ impl ProjectState {
         self.bucket.lock().take(rate, now)
     }
 
+    /// Counts a message another node admitted against the project-wide bucket, so that the
+    /// project's rate holds across the cluster (SPEC §6: the nodes act as one).
+    pub fn spend_project_token(&self, now: Instant) {
+        let rate = self.project_messages_per_second.load(Ordering::Relaxed);
+        self.bucket.lock().spend(rate, now);
+    }
+
     /// Reserves a connection slot if the project, counting the `elsewhere` connections
     /// it has on other nodes, is under its limit.
     pub fn try_reserve_connection(self: &Arc<Self>, elsewhere: u64) -> Option<ConnectionSlot> {
@@ -320,6 +336,24 @@ mod tests {
     use super::*;
     use crate::platform::types::Limits;
     use std::time::Duration;
+
+    #[test]
+    fn tokens_spent_elsewhere_empty_the_bucket_without_debt() {
+        let start = Instant::now();
+        let mut bucket = TokenBucket::new(2);
+        for _ in 0..10 {
+            bucket.spend(2, start);
+        }
+        assert_eq!(
+            bucket.take(2, start),
+            Err(500),
+            "emptied by the other node's messages"
+        );
+        assert!(
+            bucket.take(2, start + Duration::from_millis(500)).is_ok(),
+            "refills as if never overdrawn"
+        );
+    }
 
     #[test]
     fn bucket_allows_a_double_burst_then_refills() {
