@@ -31,7 +31,7 @@ MSG = [
     ("p99 ms", ("messages", "latency_us", "p99"), 1e-3, "low"),
     ("max ms", ("messages", "latency_us", "max"), 1e-3, "low"),
 ]
-SERVER_ORDER = ["roomcast", "socketioxide", "node"]
+SERVER_ORDER = ["roomcast", "socketioxide", "node", "floor"]
 
 
 def get(report, path):
