@@ -594,6 +594,52 @@ async fn a_second_concurrent_long_poll_closes_the_session() {
     server.assert_still_serving().await;
 }
 
+/// A client closing over long-polling sends its close POST and a GET at the same time, on
+/// two connections: whichever reaches us first, the GET is answered `noop` (once), as the
+/// official test suite's "should forcefully close the session" expects; later polls are
+/// refused.
+#[tokio::test]
+async fn a_poll_that_arrives_just_after_the_clients_close_gets_its_noop() {
+    let mut server = Server::start(config()).await;
+    // Close packet first, its answer awaited: the GET below is strictly later.
+    let (mut polling, _) = Polling::open(&server).await;
+    sio_connect(&mut polling, "40").await;
+    let closed = polling.post("1").await;
+    assert_eq!(closed.status(), 200);
+    // Reported once the engine has retired the session.
+    server
+        .observe(
+            "the session closed by the client",
+            disconnected(DisconnectReason::TransportClose),
+        )
+        .await;
+    assert_eq!(polling.get_ok().await, "6", "the late poll gets its noop");
+    assert_eio_error(polling.get().await, 1, "Session ID unknown").await;
+
+    // The usual order (GET waiting when the close comes) still answers `noop` once.
+    let (polling, _) = Polling::open(&server).await;
+    let waiting = tokio::spawn(polling.get());
+    // Usually parked by now; if not, the owed noop answers it all the same.
+    server.assert_still_serving().await;
+    assert_eq!(polling.post("1").await.status(), 200);
+    let answer = waiting.await.unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(answer.text().await.unwrap(), "6");
+    assert_eio_error(polling.get().await, 1, "Session ID unknown").await;
+
+    // A session closed any other way owes nothing: a poll after a ping timeout is refused.
+    let mut fast = Server::start(fast_heartbeat()).await;
+    let (mut polling, _) = Polling::open(&fast).await;
+    sio_connect(&mut polling, "40").await;
+    fast.observe(
+        "the ping timeout",
+        disconnected(DisconnectReason::PingTimeout),
+    )
+    .await;
+    assert_eio_error(polling.get().await, 1, "Session ID unknown").await;
+    assert_no_engine_panic();
+}
+
 // ---------------------------------------------------------------------------------------
 // Engine.IO: heartbeat
 // ---------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ use bytes::{Bytes, BytesMut};
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::io::{self, IoSlice};
@@ -129,11 +129,46 @@ impl EioError {
 
 type SessionMap<S> = RwLock<HashMap<Box<str>, Arc<Session<S>>>>;
 
+/// How long a session the client closed over long-polling still answers one late poll.
+const LATE_POLL_GRACE: Duration = Duration::from_secs(1);
+/// At most this many such sessions are remembered (a sid each).
+const LATE_POLL_REMEMBERED: usize = 1024;
+
 struct Inner<A: EioApp> {
     config: EioConfig,
     app: A,
     sessions: SessionMap<A::State>,
     closed_tx: mpsc::UnboundedSender<Box<str>>,
+    /// Retired sessions that still owe a late poll its `noop`, oldest first.
+    owed_noops: Mutex<VecDeque<(Box<str>, Instant)>>,
+}
+
+impl<A: EioApp> Inner<A> {
+    /// Whether the retired or closing session `sid` owes a poll its `noop` (once).
+    fn take_owed_noop(&self, sid: &str) -> bool {
+        if let Some(session) = self.sessions.read().get(sid) {
+            return session.take_noop_owed();
+        }
+        let mut owed = self.owed_noops.lock();
+        match owed.iter().position(|(owed_sid, _)| &**owed_sid == sid) {
+            Some(at) => owed
+                .remove(at)
+                .is_some_and(|(_, since)| since.elapsed() <= LATE_POLL_GRACE),
+            None => false,
+        }
+    }
+
+    /// Remembers a retired session that owes a late poll its `noop`, for a moment.
+    fn remember_owed_noop(&self, sid: Box<str>) {
+        let now = Instant::now();
+        let mut owed = self.owed_noops.lock();
+        while owed.front().is_some_and(|(_, since)| {
+            now.duration_since(*since) > LATE_POLL_GRACE || owed.len() >= LATE_POLL_REMEMBERED
+        }) {
+            owed.pop_front();
+        }
+        owed.push_back((sid, now));
+    }
 }
 
 /// An Engine.IO server for one path; cheap to clone.
@@ -262,6 +297,7 @@ impl<A: EioApp> EngineIo<A> {
             app,
             sessions: RwLock::new(HashMap::new()),
             closed_tx,
+            owed_noops: Mutex::new(VecDeque::new()),
         });
         tokio::spawn(reaper(Arc::downgrade(&inner), closed_rx));
         tokio::spawn(ticker(Arc::downgrade(&inner)));
@@ -324,6 +360,9 @@ impl<A: EioApp> EngineIo<A> {
             (None, true) => self.open_websocket(request, None),
             (Some(sid), ws) => {
                 let Some(session) = self.lookup(&sid) else {
+                    if !ws && request.method() == Method::GET && self.inner.take_owed_noop(&sid) {
+                        return text_response(StatusCode::OK, bytes_of(&NOOP));
+                    }
                     return eio_error(EioError::UnknownSid);
                 };
                 if ws {
@@ -504,7 +543,7 @@ impl<A: EioApp> EngineIo<A> {
         packet: Inbound,
     ) -> Result<(), ProtocolViolation> {
         match packet {
-            Inbound::Close => session.close(CloseReason::ClientClose),
+            Inbound::Close => session.close_by_client(),
             Inbound::Pong => session.on_pong(self.inner.config.ping_interval),
             Inbound::Message(payload) => {
                 if !session.is_closed() {
@@ -1095,6 +1134,9 @@ async fn reaper<A: EioApp>(inner: Weak<Inner<A>>, mut closed: mpsc::UnboundedRec
         let Some(inner) = inner.upgrade() else { return };
         let session = inner.sessions.write().remove(&sid);
         if let Some(session) = session {
+            if session.take_noop_owed() {
+                inner.remember_owed_noop(sid);
+            }
             if let Phase::Closed(reason) = session.phase() {
                 inner.app.on_close(&session, reason);
             }

@@ -83,6 +83,9 @@ pub(crate) struct Core {
     established: bool,
     /// Close once the outbox has been written (a graceful server close).
     pub(crate) close_when_flushed: Option<CloseReason>,
+    /// The client closed over long-polling with no poll waiting, so the poll it may have
+    /// sent alongside (still in flight) is owed the `noop` a waiting poll would have got.
+    noop_owed: bool,
 }
 
 /// An Engine.IO session, shared by its transports and the application.
@@ -124,6 +127,7 @@ impl<S> Session<S> {
                 pong_deadline: None,
                 established: false,
                 close_when_flushed: None,
+                noop_owed: false,
             }),
             notify: Notify::new(),
             inbound: tokio::sync::Mutex::new(()),
@@ -169,6 +173,22 @@ impl<S> Session<S> {
     pub fn close(&self, reason: CloseReason) {
         let mut core = self.core.lock();
         self.close_locked(&mut core, reason);
+    }
+
+    /// The client sent a close packet. Over long-polling, a poll sent at the same time
+    /// may reach us after the close (two connections, no order between them); it gets
+    /// the `noop` it would have got had it arrived first (see [`Session::take_noop_owed`]).
+    pub(crate) fn close_by_client(&self) {
+        let mut core = self.core.lock();
+        if core.phase == Phase::Polling && !core.poll_waiting {
+            core.noop_owed = true;
+        }
+        self.close_locked(&mut core, CloseReason::ClientClose);
+    }
+
+    /// Whether a late poll is owed a `noop` (answers true once).
+    pub(crate) fn take_noop_owed(&self) -> bool {
+        std::mem::take(&mut self.core.lock().noop_owed)
     }
 
     /// Closes the session once everything queued so far has reached the transport.
