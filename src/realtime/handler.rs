@@ -113,6 +113,81 @@ pub(super) fn reject(socket: &SocketRef<Client>, rejection: Rejection, ack_id: O
     }
 }
 
+/// Every `connect_error` code a handshake can end with (SPEC §3), plus our own
+/// `INTERNAL` when the key cannot be looked up.
+pub(super) const HANDSHAKE_FAILURE_CODES: [&str; 5] = [
+    "API_KEY_REQUIRED",
+    "INVALID_API_KEY",
+    "CONNECTION_LIMIT",
+    "ORIGIN_NOT_ALLOWED",
+    "INTERNAL",
+];
+
+/// Every reason a `message` can be refused for (SPEC §3).
+pub(super) const MESSAGE_REJECTIONS: [Rejection; 4] = [
+    Rejection::InvalidPayload,
+    Rejection::MessageTooLarge(0),
+    Rejection::RateLimited(0),
+    Rejection::UnknownEvent,
+];
+
+/// Describes the realtime metrics and creates each series at zero, so `/metrics` shows
+/// all of them from the start (a scraper sees 0, not a missing series).
+pub(super) fn register_metrics() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_gauge!(
+        "roomcast_connections",
+        "Socket.IO connections open on this node"
+    );
+    describe_gauge!(
+        "roomcast_project_connections",
+        "Socket.IO connections open on this node, per project"
+    );
+    describe_counter!(
+        "roomcast_messages_received_total",
+        "messages received from clients and HTTP publishes, accepted or not"
+    );
+    describe_counter!(
+        "roomcast_messages_delivered_total",
+        "message copies sent to sockets on this node"
+    );
+    describe_counter!(
+        "roomcast_messages_rejected_total",
+        "messages refused, by reason"
+    );
+    describe_counter!(
+        "roomcast_project_messages_received_total",
+        "messages received, per project"
+    );
+    describe_counter!(
+        "roomcast_project_messages_delivered_total",
+        "message copies sent to sockets, per project"
+    );
+    describe_counter!(
+        "roomcast_handshake_failures_total",
+        "Socket.IO handshakes refused, by connect_error code"
+    );
+    describe_counter!(
+        "roomcast_disconnects_total",
+        "Socket.IO connections ended, by reason"
+    );
+    describe_histogram!(
+        "roomcast_message_path_seconds",
+        Unit::Seconds,
+        "time from a message's arrival to its broadcast being queued for every recipient"
+    );
+    metrics::gauge!("roomcast_connections").increment(0.0);
+    metrics::counter!("roomcast_messages_received_total").increment(0);
+    metrics::counter!("roomcast_messages_delivered_total").increment(0);
+    for rejection in MESSAGE_REJECTIONS {
+        metrics::counter!("roomcast_messages_rejected_total", "reason" => rejection.code())
+            .increment(0);
+    }
+    for code in HANDSHAKE_FAILURE_CODES {
+        metrics::counter!("roomcast_handshake_failures_total", "code" => code).increment(0);
+    }
+}
+
 fn connect_error(code: &'static str, message: &str) -> ConnectError {
     metrics::counter!("roomcast_handshake_failures_total", "code" => code).increment(1);
     ConnectError {

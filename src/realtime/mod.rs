@@ -254,6 +254,7 @@ impl Realtime {
             binary: BinaryPolicy::Refuse,
             ..SioConfig::default()
         };
+        handler::register_metrics();
         let io = SocketIo::new(
             sio,
             RoomcastHandler {

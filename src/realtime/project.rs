@@ -105,6 +105,9 @@ pub struct ProjectState {
     metric_connections: Gauge,
     metric_received: Counter,
     metric_delivered: Counter,
+    /// The same counts summed over every project (`roomcast_messages_*_total`).
+    metric_total_received: Counter,
+    metric_total_delivered: Counter,
 }
 
 impl ProjectState {
@@ -131,6 +134,8 @@ impl ProjectState {
             metric_connections: metrics::gauge!("roomcast_project_connections", "project" => label.clone()),
             metric_received: metrics::counter!("roomcast_project_messages_received_total", "project" => label.clone()),
             metric_delivered: metrics::counter!("roomcast_project_messages_delivered_total", "project" => label),
+            metric_total_received: metrics::counter!("roomcast_messages_received_total"),
+            metric_total_delivered: metrics::counter!("roomcast_messages_delivered_total"),
             id,
         };
         state.apply(settings);
@@ -238,6 +243,7 @@ impl ProjectState {
     pub fn count_received(&self) {
         self.received.fetch_add(1, Ordering::Relaxed);
         self.metric_received.increment(1);
+        self.metric_total_received.increment(1);
         self.changes.mark();
     }
 
@@ -251,6 +257,7 @@ impl ProjectState {
     pub fn count_delivered(&self, copies: u64) {
         self.delivered.fetch_add(copies, Ordering::Relaxed);
         self.metric_delivered.increment(copies);
+        self.metric_total_delivered.increment(copies);
         self.changes.mark();
     }
 
