@@ -557,7 +557,7 @@ impl SharedAttempts for Cluster {
         Box::pin(async move {
             let (account_key, ip_key) = login_keys(account, ip);
             let mut pipe = redis::pipe();
-            pipe.cmd("DEL").arg(&account_key).ignore();
+            pipe.cmd("ZREM").arg(&account_key).arg(&token).ignore();
             if ip.is_some() {
                 pipe.cmd("ZREM").arg(&ip_key).arg(&token).ignore();
             }

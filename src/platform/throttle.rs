@@ -6,7 +6,10 @@
 //!
 //! An attempt is counted as a failure the moment it starts and forgiven if it succeeds:
 //! counting only after the (slow) password check would let a burst of parallel guesses
-//! all pass the check before any of them is recorded.
+//! all pass the check before any of them is recorded. A success forgives only itself:
+//! the failures before it still count until they leave the window, as SPEC §2 reads
+//! ("10 failures for one account within 15 minutes"), so a guesser who also knows one
+//! working password cannot reset the count.
 
 use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};
@@ -42,8 +45,8 @@ pub trait SharedAttempts: Send + Sync + 'static {
         ip: Option<IpAddr>,
         limits: ThrottleLimits,
     ) -> SharedFuture<'a, Option<Result<String, Duration>>>;
-    /// The attempt with `token` succeeded: the account starts afresh and the IP is not
-    /// charged for it.
+    /// The attempt with `token` succeeded: neither the account nor the IP is charged
+    /// for it (earlier failures still count).
     fn succeeded<'a>(
         &'a self,
         account: &'a str,
@@ -107,10 +110,6 @@ impl<K: Hash + Eq + Clone> Failures<K> {
         if let Some(times) = self.by_key.get_mut(key) {
             times.pop_back();
         }
-    }
-
-    fn forgive_all(&mut self, key: &K) {
-        self.by_key.remove(key);
     }
 
     fn prune(&mut self, now: Instant, window: Duration) {
@@ -190,7 +189,7 @@ impl LoginThrottle {
         self.begin_here(account, ip)
     }
 
-    /// The attempt succeeded: its account starts afresh and the IP is not charged for it.
+    /// The attempt succeeded: neither its account nor its IP is charged for it.
     pub async fn succeeded(&self, mut attempt: Attempt) {
         if let (Some(token), Some(shared)) = (attempt.shared.take(), self.shared.get()) {
             shared.succeeded(&attempt.account, attempt.ip, token).await;
@@ -225,10 +224,10 @@ impl LoginThrottle {
         })
     }
 
-    /// [`Self::succeeded`] in this node's memory (also clears what a fallback counted).
+    /// [`Self::succeeded`] in this node's memory.
     fn succeeded_here(&self, attempt: Attempt) {
         let mut state = self.state.lock();
-        state.accounts.forgive_all(&attempt.account);
+        state.accounts.forgive_one(&attempt.account);
         if let Some(ip) = attempt.ip {
             state.ips.forgive_one(&ip);
         }
@@ -263,6 +262,23 @@ mod tests {
         }
         assert!(throttle.begin_here("new@example.com", Some(ip)).is_err());
         assert!(throttle.begin_here("new@example.com", None).is_ok());
+    }
+
+    #[test]
+    fn a_success_forgives_itself_but_not_the_failures_before_it() {
+        let throttle = LoginThrottle::default();
+        for _ in 0..5 {
+            let _failed = throttle.begin_here("a@example.com", None).unwrap();
+        }
+        let ok = throttle.begin_here("a@example.com", None).unwrap();
+        throttle.succeeded_here(ok);
+        for _ in 0..5 {
+            let _failed = throttle.begin_here("a@example.com", None).unwrap();
+        }
+        assert!(
+            throttle.begin_here("a@example.com", None).is_err(),
+            "10 failures in the window, with a success among them"
+        );
     }
 
     #[test]

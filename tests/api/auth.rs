@@ -220,6 +220,27 @@ async fn ten_failures_lock_the_account_even_for_the_right_password() {
 }
 
 #[tokio::test]
+async fn a_successful_login_does_not_wipe_the_failures_before_it() {
+    let app = spawn_app().await;
+    let user = app.signup().await;
+    for round in 0..2 {
+        for _ in 0..5 {
+            let response = app.login_raw(&user.email, "wrong password").await;
+            assert_error(response, StatusCode::UNAUTHORIZED, "INVALID_CREDENTIALS").await;
+        }
+        if round == 0 {
+            assert_eq!(
+                app.login_raw(&user.email, PASSWORD).await.status(),
+                StatusCode::OK
+            );
+        }
+    }
+    // 10 failures within the window, a success among them: SPEC §2 blocks the account.
+    let response = app.login_raw(&user.email, PASSWORD).await;
+    assert_error(response, StatusCode::TOO_MANY_REQUESTS, "TOO_MANY_ATTEMPTS").await;
+}
+
+#[tokio::test]
 async fn a_hundred_failures_from_one_ip_lock_that_ip() {
     let app = spawn_app_with(&["--trust-proxy"]).await;
     let user = app.signup().await;
