@@ -139,7 +139,10 @@ impl App {
             .merge(http::auth::router())
             .merge(http::projects::router())
             .merge(http::messages::router())
-            .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
+            .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+            .layer(axum::middleware::from_fn(
+                http::extract::refuse_oversized_bodies,
+            ));
         Router::new()
             .merge(api)
             .merge(http::probes::router())

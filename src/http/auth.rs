@@ -1,7 +1,7 @@
 //! Accounts: `POST /api/v1/signup`, `POST /api/v1/login`, `POST /api/v1/logout`,
 //! `GET /api/v1/me`.
 
-use super::extract::{cleared_cookies, session_cookies, ApiJson, ClientIp, CurrentUser};
+use super::extract::{cleared_cookies, session_cookies, ApiJson, ClientIp, CurrentUser, NoBody};
 use crate::app::AppState;
 use crate::error::ApiError;
 use crate::platform::secrets::SessionToken;
@@ -97,7 +97,11 @@ async fn login(
     Ok(session_response(&state, StatusCode::OK, user, token))
 }
 
-async fn logout(State(state): State<AppState>, caller: CurrentUser) -> Result<Response, ApiError> {
+async fn logout(
+    State(state): State<AppState>,
+    caller: CurrentUser,
+    _: NoBody,
+) -> Result<Response, ApiError> {
     state.platform.logout(&caller.user, &caller.token).await?;
     let mut headers = HeaderMap::new();
     for cookie in cleared_cookies(state.config.secure_cookies) {

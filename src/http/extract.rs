@@ -72,6 +72,55 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     }
 }
 
+/// The body of an endpoint that takes none (logout, regenerate-key, delete): nothing,
+/// whitespace or an empty JSON object `{}`; anything else names fields the endpoint does
+/// not have, so it is refused like any unknown field (400 `INVALID_REQUEST`), and a body
+/// over the limit gets 413 `PAYLOAD_TOO_LARGE` as everywhere else.
+pub struct NoBody;
+
+impl<S: Send + Sync> FromRequest<S> for NoBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge
+            } else {
+                ApiError::InvalidRequest("the request body could not be read".into())
+            }
+        })?;
+        let text = std::str::from_utf8(&bytes).unwrap_or("?");
+        let unfilled = text.trim().is_empty()
+            || serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(text)
+                .is_ok_and(|fields| fields.is_empty());
+        if unfilled {
+            Ok(Self)
+        } else {
+            Err(ApiError::InvalidRequest(
+                "this endpoint takes no request body".into(),
+            ))
+        }
+    }
+}
+
+/// Middleware for the REST API: a request that declares a body over `MAX_BODY_BYTES`
+/// gets 413 `PAYLOAD_TOO_LARGE` before anything else looks at it, whatever its
+/// endpoint or content type (bodies without a declared length are bounded when read).
+pub async fn refuse_oversized_bodies(
+    req: Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|len| len > crate::app::MAX_BODY_BYTES as u64) {
+        return axum::response::IntoResponse::into_response(ApiError::PayloadTooLarge);
+    }
+    next.run(req).await
+}
+
 fn is_json(headers: &HeaderMap) -> bool {
     let Some(value) = headers
         .get(header::CONTENT_TYPE)

@@ -1,7 +1,7 @@
 //! Projects: `/api/v1/projects` CRUD, `regenerate-key` and `stats`, all scoped to the
 //! signed-in user (another user's project answers 404).
 
-use super::extract::{nullable, ApiJson, CurrentUser, ProjectPath};
+use super::extract::{nullable, ApiJson, CurrentUser, NoBody, ProjectPath};
 use crate::app::AppState;
 use crate::error::ApiError;
 use crate::platform::secrets::ApiKey;
@@ -180,6 +180,7 @@ async fn remove(
     State(state): State<AppState>,
     caller: CurrentUser,
     ProjectPath(id): ProjectPath,
+    _: NoBody,
 ) -> Result<StatusCode, ApiError> {
     state.platform.delete_project(&caller.user, &id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -189,6 +190,7 @@ async fn regenerate_key(
     State(state): State<AppState>,
     caller: CurrentUser,
     ProjectPath(id): ProjectPath,
+    _: NoBody,
 ) -> Result<Json<ProjectWithKeyOut>, ApiError> {
     let (project, key) = state.platform.regenerate_key(&caller.user, &id).await?;
     Ok(ProjectWithKeyOut::new(project, key))

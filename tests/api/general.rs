@@ -1,7 +1,7 @@
 //! Cross-cutting behaviour: unknown routes, methods, body size, probes and metrics.
 
 use crate::common::*;
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 #[tokio::test]
@@ -89,6 +89,104 @@ async fn bodies_over_one_mebibyte_are_refused() {
         .await
         .unwrap();
     assert_error(response, StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE").await;
+}
+
+#[tokio::test]
+async fn a_body_over_one_mebibyte_is_refused_on_every_endpoint_whatever_its_type() {
+    let app = spawn_app().await;
+    let user = app.signup().await;
+    let project = app.create_project(&user, "p").await;
+    let big = format!("{{\"a\":\"{}\"}}", "x".repeat(2 * 1024 * 1024));
+    let id = &project.id;
+    let endpoints = [
+        (Method::GET, "/api/v1/me".to_owned()),
+        (Method::POST, "/api/v1/logout".to_owned()),
+        (
+            Method::POST,
+            format!("/api/v1/projects/{id}/regenerate-key"),
+        ),
+        (Method::GET, format!("/api/v1/projects/{id}/stats")),
+        (Method::DELETE, format!("/api/v1/projects/{id}")),
+    ];
+    for (method, path) in endpoints {
+        let response = app
+            .authed(method.clone(), &path, &user.token)
+            .header("content-type", "application/json")
+            .body(big.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_error(response, StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE").await;
+    }
+    // Refused for its size before its content type is looked at.
+    let response = app
+        .client
+        .post(app.url("/api/v1/signup"))
+        .header("content-type", "text/plain")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_error(response, StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE").await;
+    // Nothing happened: the session and the key are what they were.
+    let me = app
+        .authed(Method::GET, "/api/v1/me", &user.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), StatusCode::OK);
+    assert_eq!(
+        app.publish(&project.api_key, "still here").await.status(),
+        StatusCode::ACCEPTED
+    );
+}
+
+#[tokio::test]
+async fn endpoints_without_a_body_refuse_fields_and_accept_nothing_or_an_empty_object() {
+    let app = spawn_app().await;
+    let user = app.signup().await;
+    let project = app.create_project(&user, "p").await;
+    let id = &project.id;
+    let endpoints = [
+        (
+            Method::POST,
+            format!("/api/v1/projects/{id}/regenerate-key"),
+            StatusCode::OK,
+        ),
+        (
+            Method::POST,
+            "/api/v1/logout".to_owned(),
+            StatusCode::NO_CONTENT,
+        ),
+    ];
+    for (method, path, success) in endpoints {
+        for wrong in [r#"{"x":1}"#, "[]", "not json", r#"{"name":"n"}"#] {
+            let response = app
+                .authed(method.clone(), &path, &user.token)
+                .header("content-type", "application/json")
+                .body(wrong)
+                .send()
+                .await
+                .unwrap();
+            assert_error(response, StatusCode::BAD_REQUEST, "INVALID_REQUEST").await;
+        }
+        let response = app
+            .authed(method.clone(), &path, &user.token)
+            .header("content-type", "application/json")
+            .body(" {} ")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), success, "{path} with {{}}");
+    }
+    // Without a body at all (the usual case), on a new session.
+    let token = app.login(&user).await;
+    let response = app
+        .authed(Method::DELETE, &format!("/api/v1/projects/{id}"), &token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
 }
 
 #[tokio::test]
