@@ -64,6 +64,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 
     let bind = config.bind;
+    let log_format = config.log_format;
     let app = App::build(config).await?;
     let socket = if bind.is_ipv4() {
         TcpSocket::new_v4()
@@ -77,10 +78,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .with_context(|| format!("binding {bind}"))?;
     let listener = socket.listen(LISTEN_BACKLOG).context("listening")?;
     let address = listener.local_addr().context("reading the bound address")?;
-    // Tests and scripts read this exact line to learn the port when binding port 0.
-    println!("listening on http://{address}");
-    std::io::stdout().flush().context("flushing stdout")?;
-    tracing::info!(%address, "listening");
+    // Tests and scripts read this exact line to learn the port when binding port 0. With
+    // JSON logs, stdout carries JSON lines only: the address is in the `listening` event.
+    if log_format == roomcast::config::LogFormat::Human {
+        println!("listening on http://{address}");
+        std::io::stdout().flush().context("flushing stdout")?;
+    }
+    tracing::info!(url = %format!("http://{address}"), "listening");
 
     app.serve(listener, shutdown_signal()).await?;
     Ok(())
