@@ -255,7 +255,7 @@ describe("failed logins are throttled across nodes (SPEC §2)", () => {
       assert.equal(blocked.status, 429, `the right password on ${node.url}: ${JSON.stringify(blocked.body)}`);
       assert.equal(blocked.body.error.code, "TOO_MANY_ATTEMPTS");
     }
-    // Another account is not blocked, and a success there starts it afresh.
+    // Another account is not blocked.
     const fine = await login(B, other.email, "correct horse battery");
     assert.equal(fine.status, 200, JSON.stringify(fine.body));
   });
