@@ -755,6 +755,44 @@ async fn upgrade_from_polling_to_websocket() {
     server.assert_still_serving().await;
 }
 
+/// The official suite's "ignores HTTP requests with same sid after upgrade": the client
+/// sends the probe and the upgrade packet on the WebSocket, then a poll on another
+/// connection. Whichever we read first, the poll is refused as a poll after the upgrade
+/// (400), never answered as if polling still carried the session.
+#[tokio::test]
+async fn a_poll_sent_behind_the_upgrade_packet_is_refused_whatever_is_read_first() {
+    let server = Server::start(config()).await;
+    for _ in 0..20 {
+        let (mut polling, _) = Polling::open(&server).await;
+        sio_connect(&mut polling, "40").await;
+        let sid = polling.sid().to_owned();
+        let mut ws = Ws::connect(&server, Some(&sid)).await;
+        ws.send("2probe").await;
+        ws.send("5").await;
+        let late = polling.get().await;
+        if late.status() != 400 {
+            panic!("DBG {} {:?}", late.status(), late.text().await);
+        }
+        assert_eq!(ws.recv().await, text("3probe"));
+        ws.send(r#"42["message","upgraded"]"#).await;
+        assert_eq!(ws.recv().await, text(r#"42["message-back","upgraded"]"#));
+    }
+    // A poll parked before the WebSocket came still ends at once with a noop at the probe,
+    // so a real client can pause polling and send its upgrade packet.
+    let (mut polling, _) = Polling::open(&server).await;
+    sio_connect(&mut polling, "40").await;
+    let sid = polling.sid().to_owned();
+    let parked = tokio::spawn(polling.get());
+    server.assert_still_serving().await;
+    let mut ws = Ws::connect(&server, Some(&sid)).await;
+    ws.send("2probe").await;
+    assert_eq!(ws.recv().await, text("3probe"));
+    let paused = within("the parked poll to end", parked).await.unwrap();
+    assert_eq!(paused.status(), 200);
+    assert_eq!(paused.text().await.unwrap(), "6");
+    server.assert_still_serving().await;
+}
+
 #[tokio::test]
 async fn an_abandoned_probe_leaves_the_session_on_polling() {
     let server = Server::start(config()).await;

@@ -129,6 +129,8 @@ impl EioError {
 
 type SessionMap<S> = RwLock<HashMap<Box<str>, Arc<Session<S>>>>;
 
+/// How long a poll that arrived during an upgrade waits for the upgrade packet.
+const UPGRADE_SETTLE: Duration = Duration::from_millis(50);
 /// How long a session the client closed over long-polling still answers one late poll.
 const LATE_POLL_GRACE: Duration = Duration::from_secs(1);
 /// At most this many such sessions are remembered (a sid each).
@@ -441,8 +443,16 @@ impl<A: EioApp> EngineIo<A> {
 
     /// A long-poll: answers at once with whatever is queued, or waits for something.
     async fn poll(&self, session: &Arc<Session<A::State>>) -> Response<Body> {
+        // A poll that arrives while a WebSocket is taking over may have been sent after
+        // that WebSocket's upgrade packet, on another connection we happened to read
+        // first. It gets a moment to let the upgrade land (and is then refused, as any
+        // poll after the upgrade is) before it is ended with a `noop`. A poll that was
+        // already waiting when the probe came is ended at once, so the client can go on.
+        let arrived_while_upgrading;
+        let mut settle_until: Option<Instant> = None;
         {
             let mut core = session.core.lock();
+            arrived_while_upgrading = core.ws_attached;
             match core.phase {
                 Phase::Polling | Phase::Upgrading => {}
                 Phase::WebSocket | Phase::Closed(_) => return eio_error(EioError::BadRequest),
@@ -462,6 +472,7 @@ impl<A: EioApp> EngineIo<A> {
         let _waiting = Waiting(session);
         loop {
             let notified = session.notify.notified();
+            let mut settle_now = None;
             {
                 let core = session.core.lock();
                 if let Phase::Closed(reason) = core.phase {
@@ -482,11 +493,29 @@ impl<A: EioApp> EngineIo<A> {
                     session.close(reason);
                     return text_response(StatusCode::OK, bytes_of(&CLOSE));
                 }
-                if core.phase != Phase::Polling {
-                    return text_response(StatusCode::OK, bytes_of(&NOOP));
+                match core.phase {
+                    Phase::Polling => {}
+                    Phase::WebSocket if arrived_while_upgrading => {
+                        return eio_error(EioError::BadRequest)
+                    }
+                    _ if arrived_while_upgrading => {
+                        let until =
+                            *settle_until.get_or_insert_with(|| Instant::now() + UPGRADE_SETTLE);
+                        if Instant::now() >= until {
+                            return text_response(StatusCode::OK, bytes_of(&NOOP));
+                        }
+                        settle_now = Some(until);
+                    }
+                    _ => return text_response(StatusCode::OK, bytes_of(&NOOP)),
                 }
             }
-            notified.await;
+            if let Some(until) = settle_now {
+                // The upgrade lands, or the poll ends with a `noop` once the moment is over
+                // (a wake-up meant for someone else only brings us back here).
+                let _ = tokio::time::timeout_at(until.into(), notified).await;
+            } else {
+                notified.await;
+            }
         }
     }
 
