@@ -11,10 +11,12 @@ import {
   connect,
   connectError,
   emitWithAck,
+  kicked,
   newProject,
   next,
   publish,
   record,
+  regenerateKey,
   startServer,
 } from "../lib/roomcast.js";
 
@@ -39,6 +41,14 @@ async function scrape() {
     const at = line.lastIndexOf(" ");
     series.set(line.slice(0, at), Number(line.slice(at + 1)));
   }
+  return series;
+}
+
+/** Scrapes until `settled(series)` holds or 2 s pass; returns the last scrape. */
+async function scrapeUntil(settled) {
+  const deadline = Date.now() + 2_000;
+  let series = await scrape();
+  while (!settled(series) && Date.now() < deadline) series = await scrape();
   return series;
 }
 
@@ -111,11 +121,20 @@ test("connections, messages, refusals and handshake failures are counted as they
   polling.disconnect();
   await gone;
   // The server learns of it from the close packet a moment later.
-  const deadline = Date.now() + 2_000;
-  let now = await scrape();
-  while (now.get("roomcast_connections") !== 1 && Date.now() < deadline) now = await scrape();
+  const now = await scrapeUntil((series) => series.get("roomcast_connections") === 1);
   assertSeries(now, {
     roomcast_connections: 1,
     [`roomcast_project_connections{project="${project.id}"}`]: 1,
   });
+
+  // A revocation disconnects the last socket; it refuses no message.
+  const watch = kicked(websocket);
+  await regenerateKey(project);
+  await watch.done;
+  const after = await scrapeUntil((series) => series.get("roomcast_connections") === 0);
+  assertSeries(after, {
+    roomcast_connections: 0,
+    'roomcast_disconnects_total{reason="server_disconnect"}': 1,
+  });
+  assert.equal(after.get('roomcast_messages_rejected_total{reason="API_KEY_REVOKED"}'), undefined);
 });

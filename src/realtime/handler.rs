@@ -64,9 +64,13 @@ impl Rejection {
         }
     }
 
-    /// Counts the refusal in `roomcast_messages_rejected_total{reason}`.
+    /// Counts a refused message in `roomcast_messages_rejected_total{reason}` (a
+    /// revocation refuses no message: it shows in `roomcast_disconnects_total`).
     pub fn count(self) {
-        metrics::counter!("roomcast_messages_rejected_total", "reason" => self.code()).increment(1);
+        if self != Self::ApiKeyRevoked {
+            metrics::counter!("roomcast_messages_rejected_total", "reason" => self.code())
+                .increment(1);
+        }
     }
 
     /// The `{code, message, …detail}` object.
