@@ -191,10 +191,14 @@ impl LoginThrottle {
 
     /// The attempt succeeded: neither its account nor its IP is charged for it.
     pub async fn succeeded(&self, mut attempt: Attempt) {
-        if let (Some(token), Some(shared)) = (attempt.shared.take(), self.shared.get()) {
-            shared.succeeded(&attempt.account, attempt.ip, token).await;
+        // Forgiven where it was counted: a success counted in Redis must not forgive a
+        // failure this node counted in its own memory while Redis was away.
+        match (attempt.shared.take(), self.shared.get()) {
+            (Some(token), Some(shared)) => {
+                shared.succeeded(&attempt.account, attempt.ip, token).await;
+            }
+            _ => self.succeeded_here(attempt),
         }
-        self.succeeded_here(attempt);
     }
 
     /// [`Self::begin`] in this node's memory.
@@ -237,6 +241,41 @@ impl LoginThrottle {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A shared count that lets every attempt through and forgets successes.
+    struct AlwaysAdmits;
+
+    impl SharedAttempts for AlwaysAdmits {
+        fn begin<'a>(
+            &'a self,
+            _: &'a str,
+            _: Option<IpAddr>,
+            _: ThrottleLimits,
+        ) -> SharedFuture<'a, Option<Result<String, Duration>>> {
+            Box::pin(async { Some(Ok("token".to_owned())) })
+        }
+        fn succeeded<'a>(
+            &'a self,
+            _: &'a str,
+            _: Option<IpAddr>,
+            _: String,
+        ) -> SharedFuture<'a, ()> {
+            Box::pin(async {})
+        }
+    }
+
+    #[tokio::test]
+    async fn a_success_counted_in_redis_forgives_no_failure_counted_in_memory() {
+        let throttle = LoginThrottle::new(2, 100, WINDOW);
+        // Redis was away: this node counted one failure itself.
+        let _failed = throttle.begin("a@example.com", None).await.unwrap();
+        throttle.share(Arc::new(AlwaysAdmits));
+        let ok = throttle.begin("a@example.com", None).await.unwrap();
+        throttle.succeeded(ok).await;
+        // The local count still holds its failure (one more fills it).
+        let _failed = throttle.begin_here("a@example.com", None).unwrap();
+        assert!(throttle.begin_here("a@example.com", None).is_err());
+    }
 
     #[test]
     fn ten_failures_block_the_account_but_not_others() {
