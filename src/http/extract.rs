@@ -52,13 +52,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
                 "expected a JSON body with Content-Type: application/json".into(),
             ));
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge
-            } else {
-                ApiError::InvalidRequest("the request body could not be read".into())
-            }
-        })?;
+        let bytes = read_body(req, state).await?;
         if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
             return Err(ApiError::InvalidRequest(
                 "the body must be a JSON object".into(),
@@ -82,13 +76,7 @@ impl<S: Send + Sync> FromRequest<S> for NoBody {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge
-            } else {
-                ApiError::InvalidRequest("the request body could not be read".into())
-            }
-        })?;
+        let bytes = read_body(req, state).await?;
         let text = std::str::from_utf8(&bytes).unwrap_or("?");
         let unfilled = text.trim().is_empty()
             || serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(text)
@@ -119,6 +107,18 @@ pub async fn refuse_oversized_bodies(
         return axum::response::IntoResponse::into_response(ApiError::PayloadTooLarge);
     }
     next.run(req).await
+}
+
+/// The whole body, within the body limit: 413 `PAYLOAD_TOO_LARGE` past it, 400
+/// `INVALID_REQUEST` when it cannot be read.
+async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    Bytes::from_request(req, state).await.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge
+        } else {
+            ApiError::InvalidRequest("the request body could not be read".into())
+        }
+    })
 }
 
 fn is_json(headers: &HeaderMap) -> bool {
