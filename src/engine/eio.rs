@@ -703,10 +703,7 @@ impl<A: EioApp> EngineIo<A> {
                 let session = self.new_session(Phase::WebSocket, &handshake.headers, Some(peer));
                 let (mut frames, _) = session.take_outbox();
                 for frame in frames.drain(..) {
-                    let (opcode, payload) = match &frame {
-                        OutFrame::Text(b) => (OpCode::Text, b),
-                        OutFrame::Binary(b) => (OpCode::Binary, b),
-                    };
+                    let (opcode, payload) = websocket_parts(&frame);
                     let mut header = [0u8; ws::MAX_HEADER_LEN];
                     let len = ws::encode_header(opcode, payload.len(), &mut header);
                     reply.extend_from_slice(&header[..len]);
@@ -918,10 +915,17 @@ enum WsOut {
 impl WsOut {
     fn opcode_and_payload(&self) -> (OpCode, &[u8]) {
         match self {
-            Self::Data(OutFrame::Text(b)) => (OpCode::Text, b),
-            Self::Data(OutFrame::Binary(b)) => (OpCode::Binary, b),
+            Self::Data(frame) => websocket_parts(frame),
             Self::Pong(b) => (OpCode::Pong, b),
         }
+    }
+}
+
+/// The WebSocket opcode and payload that carry an Engine.IO frame.
+fn websocket_parts(frame: &OutFrame) -> (OpCode, &[u8]) {
+    match frame {
+        OutFrame::Text(b) => (OpCode::Text, b),
+        OutFrame::Binary(b) => (OpCode::Binary, b),
     }
 }
 
