@@ -4,6 +4,7 @@
 // Readiness is always awaited (the "listening on" line, events), never slept for; every
 // wait has a bound so that a hang fails the test instead of blocking CI.
 
+import { after, afterEach, before } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { once } from "node:events";
@@ -378,4 +379,20 @@ export function kicked(socket) {
       });
     }),
   };
+}
+
+/**
+ * One fresh server for the whole test file (started before its first test, stopped
+ * after its last), with every client closed after each test; `onStart` gets the server.
+ */
+export function serverPerFile(onStart, options) {
+  let server;
+  before(async () => {
+    server = await startServer(options);
+    onStart(server);
+  });
+  after(async () => {
+    await server?.close();
+  });
+  afterEach(closeAllClients);
 }

@@ -3,28 +3,22 @@
 // one was asked for), is never broadcast, and the socket stays usable.
 
 import assert from "node:assert/strict";
-import { after, afterEach, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import {
-  MODES,
-  closeAllClients,
   connect,
   emitWithAck,
+  MODES,
   newProject,
   next,
   record,
+  serverPerFile,
   setSettings,
-  startServer,
 } from "../lib/roomcast.js";
 
 let server;
-
-before(async () => {
-  server = await startServer();
+serverPerFile((started) => {
+  server = started;
 });
-after(async () => {
-  await server?.close();
-});
-afterEach(closeAllClients);
 
 /** Every event a socket receives, in order, as [name, ...args]. */
 function everything(socket) {

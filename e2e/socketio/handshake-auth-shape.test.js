@@ -8,18 +8,17 @@
 // sends a non-object `auth` as is (`40"…"`, `40[…]`); the server must answer with
 // CONNECT_ERROR rather than treat the packet as malformed and drop the connection.
 
-import { after, afterEach, before, describe, test } from "node:test";
-import { MODES, closeAllClients, expectRefused, startServer } from "../lib/roomcast.js";
+import { describe, test } from "node:test";
+import {
+  expectRefused,
+  MODES,
+  serverPerFile,
+} from "../lib/roomcast.js";
 
 let server;
-
-before(async () => {
-  server = await startServer();
+serverPerFile((started) => {
+  server = started;
 });
-after(async () => {
-  await server?.close();
-});
-afterEach(closeAllClients);
 
 for (const mode of MODES) {
   describe(`handshake with a non-object auth, ${mode.name}`, () => {

@@ -2,31 +2,25 @@
 // every refusal arrives as `connect_error` with its message and `err.data.code`.
 
 import assert from "node:assert/strict";
-import { after, afterEach, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import {
-  MODES,
   client,
-  closeAllClients,
   connect,
   connected,
   deleteProject,
   expectRefused as expectRefused_,
+  MODES,
   newProject,
   record,
   regenerateKey,
+  serverPerFile,
   setSettings,
-  startServer,
 } from "../lib/roomcast.js";
 
 let server;
-
-before(async () => {
-  server = await startServer();
+serverPerFile((started) => {
+  server = started;
 });
-after(async () => {
-  await server?.close();
-});
-afterEach(closeAllClients);
 
 /** Connects with `auth` (undefined: none) and expects the given refusal. */
 const expectRefused = (mode, auth, ...rest) => expectRefused_(server.url, mode, auth, ...rest);

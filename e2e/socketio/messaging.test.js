@@ -8,22 +8,21 @@ import { existsSync, readFileSync } from "node:fs";
 import { mkdir, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { createInterface } from "node:readline";
-import { after, afterEach, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import {
-  MODES,
-  ROOT,
   client,
-  closeAllClients,
   connect,
   connected,
   emitWithAck,
+  MODES,
   newProject,
   next,
   publish,
   record,
-  startServer,
+  serverPerFile,
   stats,
   within,
+  ROOT,
 } from "../lib/roomcast.js";
 
 // SPEC.md's client example, character for character.
@@ -36,14 +35,9 @@ socket.on("error", (err) => console.error(err.code, err.message));
 `;
 
 let server;
-
-before(async () => {
-  server = await startServer();
+serverPerFile((started) => {
+  server = started;
 });
-after(async () => {
-  await server?.close();
-});
-afterEach(closeAllClients);
 
 test("the example above is SPEC.md's, unchanged", { timeout: 5_000 }, () => {
   // SPEC.md lives in shared/, beside the repository (also in CI).

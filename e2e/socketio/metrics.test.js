@@ -3,32 +3,26 @@
 // latency of the message path. A fresh server per file, so every count is exact.
 
 import assert from "node:assert/strict";
-import { after, afterEach, before, test } from "node:test";
+import { test } from "node:test";
 import {
-  MODES,
   client,
-  closeAllClients,
   connect,
   connectError,
   emitWithAck,
   kicked,
+  MODES,
   newProject,
   next,
   publish,
   record,
   regenerateKey,
-  startServer,
+  serverPerFile,
 } from "../lib/roomcast.js";
 
 let server;
-
-before(async () => {
-  server = await startServer();
+serverPerFile((started) => {
+  server = started;
 });
-after(async () => {
-  await server?.close();
-});
-afterEach(closeAllClients);
 
 /** The scrape as a map from series (name plus labels, as printed) to value. */
 async function scrape() {
