@@ -204,15 +204,28 @@ async fn websocket_handshakes_in_pieces_and_on_a_reused_connection() {
     })
     .await;
     assert!(answered.starts_with("HTTP/1.1 200"), "{answered}");
-    let upgrade = format!(
-        "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: {}\r\n\
-         Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
-        server.addr
-    );
+    let upgrade = raw_upgrade_request(server.addr, "");
     tcp.write_all(upgrade.as_bytes()).await.unwrap();
+    let reply = read_websocket_answer(&mut tcp).await;
+    assert!(reply.starts_with("HTTP/1.1 101"), "{reply}");
+    server.assert_still_serving().await;
+}
+
+/// A whole Engine.IO WebSocket upgrade request for `/socket.io/`, with `extra_headers`
+/// (each ending in CRLF) before the upgrade headers.
+fn raw_upgrade_request(addr: std::net::SocketAddr, extra_headers: &str) -> String {
+    format!(
+        "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: {addr}\r\n{extra_headers}\
+         Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    )
+}
+
+/// Reads until the `101` and the open packet (its `"sid"`) have come; returns them.
+async fn read_websocket_answer(tcp: &mut tokio::net::TcpStream) -> String {
     let mut seen = Vec::new();
-    let reply = within("the 101 and the open packet", async {
+    let mut chunk = [0u8; 4096];
+    within("the 101 and the open packet", async {
         loop {
             let n = tcp.read(&mut chunk).await.unwrap();
             assert!(n > 0, "closed before the WebSocket answer");
@@ -223,9 +236,7 @@ async fn websocket_handshakes_in_pieces_and_on_a_reused_connection() {
             }
         }
     })
-    .await;
-    assert!(reply.starts_with("HTTP/1.1 101"), "{reply}");
-    server.assert_still_serving().await;
+    .await
 }
 
 /// What the WebSocket tap cannot take is left to HTTP, which answers it: bytes that are
@@ -254,27 +265,9 @@ async fn the_websocket_tap_leaves_what_it_cannot_read_to_http() {
         many_headers.push_str(&format!("X-Filler-{n}: {n}\r\n"));
     }
     let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-    let request = format!(
-        "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: {}\r\n{many_headers}\
-         Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
-        server.addr
-    );
+    let request = raw_upgrade_request(server.addr, &many_headers);
     tcp.write_all(request.as_bytes()).await.unwrap();
-    let mut seen = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let reply = within("the 101 and the open packet", async {
-        loop {
-            let n = tcp.read(&mut chunk).await.unwrap();
-            assert!(n > 0, "closed before the WebSocket answer");
-            seen.extend_from_slice(&chunk[..n]);
-            let text = String::from_utf8_lossy(&seen).into_owned();
-            if text.contains("\"sid\"") {
-                return text;
-            }
-        }
-    })
-    .await;
+    let reply = read_websocket_answer(&mut tcp).await;
     assert!(reply.starts_with("HTTP/1.1 101"), "{reply}");
 
     let other_path = server
