@@ -64,13 +64,9 @@ impl Rejection {
         }
     }
 
-    /// Counts a refused message in `roomcast_messages_rejected_total{reason}` (a
-    /// revocation refuses no message: it shows in `roomcast_disconnects_total`).
+    /// Counts a refused message in `roomcast_messages_rejected_total{reason}`.
     pub fn count(self) {
-        if self != Self::ApiKeyRevoked {
-            metrics::counter!("roomcast_messages_rejected_total", "reason" => self.code())
-                .increment(1);
-        }
+        metrics::counter!("roomcast_messages_rejected_total", "reason" => self.code()).increment(1);
     }
 
     /// The `{code, message, …detail}` object.
@@ -102,9 +98,21 @@ impl Rejection {
     }
 }
 
-/// Sends the `error` event (and the negative ack if one was asked for).
+/// Refuses a message: counts it and answers with the `error` event (and the negative
+/// ack if one was asked for).
 pub(super) fn reject(socket: &SocketRef<Client>, rejection: Rejection, ack_id: Option<u64>) {
     rejection.count();
+    send_error(socket, rejection, ack_id);
+}
+
+/// Tells the socket its key was revoked, just before it is disconnected (no message was
+/// refused, so nothing is counted but the disconnect).
+pub(super) fn announce_revocation(socket: &SocketRef<Client>) {
+    send_error(socket, Rejection::ApiKeyRevoked, None);
+}
+
+/// Sends the `error` event (and the negative ack if one was asked for).
+fn send_error(socket: &SocketRef<Client>, rejection: Rejection, ack_id: Option<u64>) {
     let error = rejection.to_json();
     if let Ok(raw) = serde_json::value::to_raw_value(&error) {
         socket.emit("error", &[&raw], &[]);
@@ -310,7 +318,7 @@ impl Handler for RoomcastHandler {
         let project = socket.data.project();
         if !project.key_is_live(&socket.data.key_hash) {
             // Revoked while this CONNECT was being authorized.
-            reject(socket, Rejection::ApiKeyRevoked, None);
+            announce_revocation(socket);
             socket.disconnect();
             return;
         }

@@ -211,7 +211,7 @@ impl Shared {
         };
         for socket in namespace.sockets_in(&project.room) {
             if is_revoked(&socket.data.key_hash) {
-                handler::reject(&socket, Rejection::ApiKeyRevoked, None);
+                handler::announce_revocation(&socket);
                 socket.disconnect();
             }
         }
