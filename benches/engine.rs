@@ -18,6 +18,7 @@ use divan::{black_box, Bencher};
 use roomcast::engine::eio_packet::{self, OutFrame};
 use roomcast::engine::sio_packet;
 use roomcast::engine::ws::{self, OpCode, Reassembler};
+use roomcast::engine::Delivery;
 use std::cell::Cell;
 use support::{Room, EIO_MESSAGE, LITERAL, ROOM, SIO_MESSAGE};
 
@@ -188,7 +189,7 @@ mod broadcast {
             })
             .bench_local_values(|()| {
                 queued.set(true);
-                namespace.broadcast(ROOM, &frame, None)
+                namespace.broadcast(ROOM, &frame, None, Delivery::Queued)
             });
     }
 
@@ -220,7 +221,7 @@ mod broadcast {
         let frame = support::message_frame(LITERAL);
         bencher
             .counter(ItemsCount::new(room.members()))
-            .with_inputs(|| namespace.broadcast(ROOM, &frame, None))
+            .with_inputs(|| namespace.broadcast(ROOM, &frame, None, Delivery::Queued))
             .bench_local_values(|_| room.drain());
     }
 }

@@ -1499,6 +1499,52 @@ async fn a_burst_of_10000_events_arrives_in_order() {
     assert_no_engine_panic();
 }
 
+/// In a small room the broadcasting task writes each idle socket itself, and a socket
+/// whose send buffer is nearly full takes only part of a frame: the socket's own task
+/// must carry on from the byte where that write stopped. A reader that pauses while
+/// 30 KB frames pile up (each larger than the kernel takes at once for a reader this
+/// slow, so writes come up short) must still get every frame whole and in order once it
+/// reads again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_that_pauses_gets_every_frame_whole_when_it_reads_again() {
+    const COUNT: usize = 200;
+    const PADDING: usize = 30_000;
+    let mut config = config();
+    config.eio.max_payload = 40_000;
+    config.eio.max_backlog = 16 << 20;
+    let server = Server::start(config).await;
+    let mut paused = RawWs::open(&server, Some(4096)).await;
+    sio_connect(&mut paused, "40").await;
+    let (mut sender, _) = Ws::open(&server).await;
+    sio_connect(&mut sender, "40").await;
+
+    // 6 MB for a reader that reads nothing meanwhile: more than the kernel holds (it
+    // takes a few MB here), less than the backlog that would disconnect it.
+    let padding = |i: usize| {
+        char::from(b'a' + (i % 26) as u8)
+            .to_string()
+            .repeat(PADDING)
+    };
+    sender
+        .send_many((0..COUNT).map(|i| format!(r#"42["broadcast",{i},"{}"]"#, padding(i))))
+        .await;
+    // Messages are handled in order: once this one is answered, every broadcast has
+    // been handed to the paused reader's socket.
+    sender.send(r#"42["message","end"]"#).await;
+    assert_eq!(sender.recv().await, text(r#"42["message-back","end"]"#));
+
+    for i in 0..COUNT {
+        let frame = paused.read_text().await;
+        assert!(
+            frame == format!(r#"42["broadcast",{i},"{}"]"#, padding(i)),
+            "frame {i} is not whole: {} bytes, starting {:?}",
+            frame.len(),
+            &frame[..frame.len().min(40)]
+        );
+    }
+    server.assert_still_serving().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_reader_is_disconnected_while_its_room_keeps_receiving() {
     const BATCH: i64 = 16;

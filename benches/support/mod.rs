@@ -18,8 +18,8 @@ use futures_util::FutureExt as _;
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt as _;
 use roomcast::engine::{
-    ConnectError, ConnectRequest, Event, Handler, Namespace, OutFrame, SioConfig, SocketIo,
-    SocketRef,
+    ConnectError, ConnectRequest, Delivery, Event, Handler, Namespace, OutFrame, SioConfig,
+    SocketIo, SocketRef,
 };
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
@@ -71,7 +71,7 @@ impl Handler for Relay {
         let (Some(root), "message", [literal]) = (self.root.get(), event.name, event.args) else {
             return;
         };
-        root.broadcast(ROOM, &message_frame(literal.get()), None);
+        root.broadcast(ROOM, &message_frame(literal.get()), None, Delivery::Queued);
     }
 }
 

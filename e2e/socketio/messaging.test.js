@@ -183,9 +183,9 @@ for (const mode of MODES) {
         s = await stats(project);
       }
       assert.equal(s.connections, 1, "connections within 2 s of the client leaving");
+      const stayGot = record(stay);
       const response = await publish(project, "after leaving");
       assert.deepEqual(response.body, { delivered_to: 1 });
-      const stayGot = record(stay);
       assert.deepEqual(await stayGot.until(1), ["after leaving"]);
     });
 

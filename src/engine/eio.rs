@@ -7,7 +7,7 @@
 //! checks its session's deadlines first, so an expired session is never served.
 
 use super::eio_packet::{self, Inbound, OutFrame, Payload, CLOSE, NOOP};
-use super::session::{CloseReason, ConnInfo, Phase, Session, KEPT_QUEUE_CAPACITY};
+use super::session::{CloseReason, ConnInfo, Phase, Session, WriterTurn, KEPT_QUEUE_CAPACITY};
 use super::ws::{self, Message, OpCode, Reassembler};
 use axum::body::Body;
 use axum::extract::ConnectInfo;
@@ -755,22 +755,35 @@ impl<A: EioApp> EngineIo<A> {
             } else {
                 WRITE_BATCH
             },
-            tcp,
+            tcp: Arc::new(tcp),
             read_buf,
             reassembler: Reassembler::default(),
             pending: VecDeque::new(),
             offset: 0,
         };
         let probing = session.phase() != Phase::WebSocket;
+        if !probing {
+            self.allow_direct_writes(session, &conn);
+        }
         let outcome = self.drive_websocket(session, &mut conn, probing).await;
+        // The socket closes when the last handle to it drops: the session's goes first.
+        session.stop_direct();
         match outcome {
             Ok(()) => {}
             Err(WsEnd::Violation(code)) => {
-                let _ = conn.tcp.try_write(&ws::close_frame(code));
                 session.close(CloseReason::ProtocolError);
+                let _ = conn.tcp.try_write(&ws::close_frame(code));
             }
             Err(WsEnd::Io) => self.detach(session),
             Err(WsEnd::UpgradeFailed) => self.detach(session),
+        }
+    }
+
+    /// From now on `Session::send` may write this socket itself when it is idle. Not with
+    /// write pacing, whose clients want each frame in a write of its own.
+    fn allow_direct_writes(&self, session: &Session<A::State>, conn: &WsConn) {
+        if self.inner.config.write_pacing.is_none() {
+            session.start_direct(conn.tcp.clone());
         }
     }
 
@@ -787,22 +800,22 @@ impl<A: EioApp> EngineIo<A> {
             if probing && session.is_closed() {
                 return Err(WsEnd::UpgradeFailed);
             }
-            // Move queued frames to the socket (only once this WebSocket carries the session).
+            // Move queued frames to the socket (only once this WebSocket carries the
+            // session). While this task holds frames, `send` queues behind them.
             if !probing {
-                if let Phase::Closed(_) = session.phase() {
-                    let _ = conn.flush();
-                    let _ = conn.tcp.try_write(&ws::close_frame(1000));
-                    return Ok(());
-                }
-                if conn.pending.is_empty() {
-                    let (mut frames, closing) = session.take_outbox();
-                    conn.pending.extend(frames.drain(..).map(WsOut::Data));
-                    session.recycle_outbox(frames);
-                    if conn.pending.is_empty() {
-                        if let Some(reason) = closing {
-                            session.close(reason);
-                            let _ = conn.tcp.try_write(&ws::close_frame(1000));
-                            return Ok(());
+                match conn.take_queued(session, false) {
+                    WriterTurn::Closed => {
+                        let _ = conn.flush();
+                        let _ = conn.tcp.try_write(&ws::close_frame(1000));
+                        return Ok(());
+                    }
+                    WriterTurn::Open { closing, .. } => {
+                        if conn.pending.is_empty() {
+                            if let Some(reason) = closing {
+                                session.close(reason);
+                                let _ = conn.tcp.try_write(&ws::close_frame(1000));
+                                return Ok(());
+                            }
                         }
                     }
                 }
@@ -814,6 +827,9 @@ impl<A: EioApp> EngineIo<A> {
                 }
             }
             conn.flush().map_err(|_| WsEnd::Io)?;
+            if !probing && conn.pending.is_empty() && !session.release_writer() {
+                continue; // more was queued while we wrote
+            }
             let want_write = !conn.pending.is_empty();
             tokio::select! {
                 ready = conn.tcp.readable() => {
@@ -842,7 +858,14 @@ impl<A: EioApp> EngineIo<A> {
                                     .await
                                     .map_err(|_| WsEnd::Violation(1002))?;
                             }
-                            Message::Ping(data) => conn.pending.push_back(WsOut::Pong(data.freeze())),
+                            Message::Ping(data) => {
+                                // The pong goes out before anything the messages after
+                                // the ping make us send.
+                                if !probing {
+                                    conn.take_queued(session, true);
+                                }
+                                conn.pending.push_back(WsOut::Pong(data.freeze()));
+                            }
                             Message::Pong => {}
                             Message::Close => {
                                 if probing {
@@ -893,6 +916,10 @@ impl<A: EioApp> EngineIo<A> {
                     _ => return Err(WsEnd::UpgradeFailed),
                 }
                 drop(core);
+                self.allow_direct_writes(session, conn);
+                // What was queued during the upgrade (and anything of ours not yet
+                // written) goes before whatever `send` could now write directly.
+                conn.take_queued(session, false);
                 session.notify.notify_one();
                 Ok(false)
             }
@@ -929,6 +956,23 @@ fn websocket_parts(frame: &OutFrame) -> (OpCode, &[u8]) {
     }
 }
 
+/// Bytes an Engine.IO frame takes on a WebSocket, header included.
+pub(super) fn wire_len(frame: &OutFrame) -> usize {
+    let len = websocket_parts(frame).1.len();
+    header_len(len) + len
+}
+
+/// Writes one frame to the socket with a non-blocking `writev`, for `Session::send`;
+/// returns the bytes the socket took (0 when it would block or failed: the frame is then
+/// queued, and the WebSocket task meets the error itself).
+pub(super) fn write_frame_now(tcp: &TcpStream, frame: &OutFrame) -> usize {
+    let (opcode, payload) = websocket_parts(frame);
+    let mut header = [0u8; ws::MAX_HEADER_LEN];
+    let len = ws::encode_header(opcode, payload.len(), &mut header);
+    tcp.try_write_vectored(&[IoSlice::new(&header[..len]), IoSlice::new(payload)])
+        .unwrap_or(0)
+}
+
 fn header_len(payload_len: usize) -> usize {
     match payload_len {
         n if n < 126 => 2,
@@ -942,7 +986,8 @@ const WRITE_BATCH: usize = 64;
 
 struct WsConn {
     frames_per_write: usize,
-    tcp: TcpStream,
+    /// Shared with the session while it may write directly (see `Session::send`).
+    tcp: Arc<TcpStream>,
     /// Bytes read but not yet parsed; released whenever it empties, so an idle
     /// connection holds no read buffer.
     read_buf: BytesMut,
@@ -953,6 +998,22 @@ struct WsConn {
 }
 
 impl WsConn {
+    /// Takes the session's queued frames when this connection has written all it held
+    /// (see `Session::take_for_writer`), resuming a frame `send` wrote in part.
+    fn take_queued<S>(&mut self, session: &Session<S>, hold: bool) -> WriterTurn {
+        let turn = session.take_for_writer(&mut self.pending, WsOut::Data, hold);
+        if let WriterTurn::Open {
+            first_frame_written,
+            ..
+        } = turn
+        {
+            if first_frame_written > 0 {
+                self.offset = first_frame_written;
+            }
+        }
+        turn
+    }
+
     /// Reads what the socket has and returns the whole messages in it.
     fn read(&mut self, max_payload: usize) -> Result<Vec<Message>, WsEnd> {
         let mut messages = Vec::new();

@@ -29,6 +29,6 @@ pub use eio::{ConnectionTap, Cors, EioApp, EioConfig, EngineIo, ProtocolViolatio
 pub use eio_packet::{OutFrame, Payload};
 pub use session::{CloseReason, ConnInfo, SendOutcome, Session};
 pub use sio::{
-    Adapter, BinaryPolicy, ConnectError, ConnectRequest, DisconnectReason, Event, Handler,
-    LocalAdapter, Namespace, SioConfig, Socket, SocketIo, SocketRef,
+    Adapter, BinaryPolicy, ConnectError, ConnectRequest, Delivery, DisconnectReason, Event,
+    Handler, LocalAdapter, Namespace, SioConfig, Socket, SocketIo, SocketRef,
 };

@@ -3,12 +3,16 @@
 //!
 //! Sending never blocks and never waits on the network: a frame is appended to the
 //! session's outbox and whoever carries the transport (the WebSocket task or a pending
-//! long-poll) is woken. A client whose unsent backlog passes the bound is closed, so one
-//! slow reader cannot grow our memory or hold up its room.
+//! long-poll) is woken, or, on an idle WebSocket, written at once by the sender with one
+//! non-blocking `writev` (see [`Session::send_now`]). A client
+//! whose unsent backlog passes the bound is closed, so one slow reader cannot grow our
+//! memory or hold up its room.
 
 use super::eio_packet::{OutFrame, PING};
 use parking_lot::Mutex;
 use std::collections::VecDeque;
+use std::sync::Arc;
+use tokio::net::TcpStream;
 
 /// Frames' worth of queue a connection keeps between batches (a few hundred bytes):
 /// enough that steady traffic allocates nothing, small enough that it costs an idle
@@ -63,6 +67,18 @@ pub enum SendOutcome {
     Overflow,
 }
 
+/// What [`Session::take_for_writer`] found.
+pub(crate) enum WriterTurn {
+    /// The session is closed.
+    Closed,
+    /// Open: how much of the first taken frame is already on the wire, and whether a
+    /// graceful close is due once everything is written.
+    Open {
+        first_frame_written: usize,
+        closing: Option<CloseReason>,
+    },
+}
+
 /// Facts about the request that opened the session, for the application's auth hook.
 #[derive(Debug, Clone, Default)]
 pub struct ConnInfo {
@@ -86,6 +102,15 @@ pub(crate) struct Core {
     /// The client closed over long-polling with no poll waiting, so the poll it may have
     /// sent alongside (still in flight) is owed the `noop` a waiting poll would have got.
     noop_owed: bool,
+    /// The WebSocket carrying the session, for writing a frame straight from `send` while
+    /// nothing is queued or being written (set by the WebSocket task once it carries the
+    /// session; never while an upgrade is in progress or with write pacing).
+    direct: Option<Arc<TcpStream>>,
+    /// The WebSocket task holds frames it took from the outbox and has not finished
+    /// writing: a frame sent now must queue behind them.
+    writer_busy: bool,
+    /// Bytes of the outbox's first frame that `send` already wrote (a partial write).
+    first_frame_written: usize,
 }
 
 /// An Engine.IO session, shared by its transports and the application.
@@ -128,6 +153,9 @@ impl<S> Session<S> {
                 established: false,
                 close_when_flushed: None,
                 noop_owed: false,
+                direct: None,
+                writer_busy: false,
+                first_frame_written: 0,
             }),
             notify: Notify::new(),
             inbound: tokio::sync::Mutex::new(()),
@@ -149,12 +177,46 @@ impl<S> Session<S> {
         &self.info
     }
 
-    /// Queues a frame for the client without waiting.
+    /// Queues a frame for the client without waiting, and wakes the transport.
     pub fn send(&self, frame: OutFrame) -> SendOutcome {
+        self.deliver(frame, false)
+    }
+
+    /// Sends a frame without waiting, writing it here and now when the session is on a
+    /// WebSocket with nothing queued and no write in progress (one non-blocking
+    /// `writev`); what the socket does not take, or a frame for a busy or long-polling
+    /// session, is queued as by [`Session::send`].
+    ///
+    /// Why write from the sender: waking a task per recipient to make the same one
+    /// syscall costs a scheduler round trip (queue push, poll, re-arming its wake-ups)
+    /// for every delivery. Order is safe because the outbox and the writer's state are
+    /// only ever changed under `core`'s lock, which the write holds.
+    pub fn send_now(&self, frame: OutFrame) -> SendOutcome {
+        self.deliver(frame, true)
+    }
+
+    fn deliver(&self, frame: OutFrame, write_now: bool) -> SendOutcome {
         let mut core = self.core.lock();
         if matches!(core.phase, Phase::Closed(_)) || core.close_when_flushed.is_some() {
             return SendOutcome::Closed;
         }
+        if write_now && !core.writer_busy && core.outbox.is_empty() {
+            if let Some(tcp) = &core.direct {
+                let written = super::eio::write_frame_now(tcp, &frame);
+                if written == super::eio::wire_len(&frame) {
+                    return SendOutcome::Queued;
+                }
+                core.first_frame_written = written;
+            }
+        }
+        self.queue_locked(core, frame)
+    }
+
+    fn queue_locked(
+        &self,
+        mut core: parking_lot::MutexGuard<'_, Core>,
+        frame: OutFrame,
+    ) -> SendOutcome {
         core.backlog += frame.len();
         if core.backlog > self.max_backlog {
             self.close_locked(&mut core, CloseReason::SlowConsumer);
@@ -212,6 +274,8 @@ impl<S> Session<S> {
         core.phase = Phase::Closed(reason);
         core.outbox = VecDeque::new();
         core.backlog = 0;
+        core.direct = None;
+        core.first_frame_written = 0;
         // The engine's reaper removes the session and tells the application; doing it
         // here could re-enter locks held by whoever called `send`.
         let _ = self.closed_tx.send(self.sid.clone());
@@ -240,6 +304,65 @@ impl<S> Session<S> {
         let mut core = self.core.lock();
         core.backlog = 0;
         (std::mem::take(&mut core.outbox), core.close_when_flushed)
+    }
+
+    /// Lets `send` write this WebSocket directly from now on (the task carrying it calls
+    /// this once the socket carries the session, and [`Self::stop_direct`] when it ends).
+    pub(crate) fn start_direct(&self, tcp: Arc<TcpStream>) {
+        let mut core = self.core.lock();
+        if !matches!(core.phase, Phase::Closed(_)) {
+            core.direct = Some(tcp);
+        }
+    }
+
+    /// No more direct writes: the WebSocket task is ending (and the socket must close
+    /// when it drops its handle).
+    pub(crate) fn stop_direct(&self) {
+        self.core.lock().direct = None;
+    }
+
+    /// The WebSocket task's turn at the outbox, under one lock: when `pending` (what it
+    /// still has to write) is empty, moves the queued frames into it and returns how
+    /// many bytes of the first one `send` already wrote. The task is then the writer
+    /// until [`Self::release_writer`], so `send` queues instead of writing.
+    /// With `hold`, the task stays the writer even with nothing taken (it is about to
+    /// add a frame of its own, which what others send next must follow).
+    pub(crate) fn take_for_writer<T>(
+        &self,
+        pending: &mut VecDeque<T>,
+        wrap: impl FnMut(OutFrame) -> T,
+        hold: bool,
+    ) -> WriterTurn {
+        let mut core = self.core.lock();
+        if matches!(core.phase, Phase::Closed(_)) {
+            return WriterTurn::Closed;
+        }
+        let mut written = 0;
+        if pending.is_empty() {
+            core.backlog = 0;
+            written = std::mem::take(&mut core.first_frame_written);
+            pending.extend(core.outbox.drain(..).map(wrap));
+            if core.outbox.capacity() > KEPT_QUEUE_CAPACITY {
+                // Release a burst's storage; a small queue stays for the next batch.
+                core.outbox = VecDeque::new();
+            }
+        }
+        core.writer_busy = hold || !pending.is_empty();
+        WriterTurn::Open {
+            first_frame_written: written,
+            closing: core.close_when_flushed,
+        }
+    }
+
+    /// The WebSocket task wrote everything it held: `send` may write directly again,
+    /// unless more was queued meanwhile (then false, and the task takes it).
+    pub(crate) fn release_writer(&self) -> bool {
+        let mut core = self.core.lock();
+        if !core.outbox.is_empty() {
+            return false;
+        }
+        core.writer_busy = false;
+        true
     }
 
     /// Gives back an emptied outbox taken by [`Self::take_outbox`], so that a busy
@@ -292,13 +415,16 @@ impl<S> Session<S> {
             // to it, so a session expires exactly pingInterval + pingTimeout after its
             // last pong.
             core.pong_deadline = Some(core.next_ping + ping_timeout);
-            let wake = core.outbox.is_empty();
-            core.backlog += PING.len();
-            core.outbox.push_back(PING);
-            drop(core);
-            if wake {
-                self.notify.notify_one();
+            if !core.writer_busy && core.outbox.is_empty() {
+                if let Some(tcp) = &core.direct {
+                    let written = super::eio::write_frame_now(tcp, &PING);
+                    if written == super::eio::wire_len(&PING) {
+                        return;
+                    }
+                    core.first_frame_written = written;
+                }
             }
+            let _ = self.queue_locked(core, PING);
         }
     }
 }

@@ -7,7 +7,7 @@
 use super::project::{ConnectionSlot, ProjectState, TokenBucket};
 use super::Shared;
 use crate::engine::{
-    ConnectError, ConnectRequest, DisconnectReason, Event, Handler, OutFrame, SocketRef,
+    ConnectError, ConnectRequest, Delivery, DisconnectReason, Event, Handler, OutFrame, SocketRef,
 };
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -251,7 +251,9 @@ impl RoomcastHandler {
             .map_err(Rejection::RateLimited)?;
         let frame = message_frame(literal);
         let except = (!client.echo).then_some(&**socket);
-        let delivered = self.shared.broadcast(project, &frame, except);
+        let delivered = self
+            .shared
+            .broadcast(project, &frame, except, Delivery::Immediate);
         if project.has_watchers() {
             if let Ok(text) = serde_json::from_str::<String>(literal) {
                 project.feed(text.into());

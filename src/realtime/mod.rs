@@ -14,7 +14,7 @@ mod handler;
 mod project;
 
 use crate::engine::{
-    BinaryPolicy, Cors, EioConfig, Namespace, OutFrame, SioConfig, Socket, SocketIo,
+    BinaryPolicy, Cors, Delivery, EioConfig, Namespace, OutFrame, SioConfig, Socket, SocketIo,
 };
 use crate::platform::types::{Limits, ProjectId, ProjectSettings};
 use bytes::Bytes;
@@ -192,11 +192,12 @@ impl Shared {
         project: &ProjectState,
         frame: &OutFrame,
         except: Option<&Socket<Client>>,
+        delivery: Delivery,
     ) -> u64 {
         let Some(namespace) = self.namespace.get() else {
             return 0;
         };
-        let delivered = namespace.broadcast(&project.room, frame, except) as u64;
+        let delivered = namespace.broadcast(&project.room, frame, except, delivery) as u64;
         project.count_delivered(delivered);
         if let (Some(peers), OutFrame::Text(bytes)) = (self.peers.get(), frame) {
             peers.forward_message(&project.id, bytes);
@@ -315,7 +316,9 @@ impl Realtime {
         }
         let literal = serde_json::to_string(message).unwrap_or_default();
         let frame = handler::message_frame(&literal);
-        let delivered = self.shared.broadcast(&project, &frame, None);
+        let delivered = self
+            .shared
+            .broadcast(&project, &frame, None, Delivery::Queued);
         if project.has_watchers() {
             project.feed(message.into());
         }
@@ -388,7 +391,12 @@ impl Realtime {
                 project.feed(text.into());
             }
         }
-        let delivered = namespace.broadcast_local(&project.room, &OutFrame::Text(frame), None);
+        let delivered = namespace.broadcast_local(
+            &project.room,
+            &OutFrame::Text(frame),
+            None,
+            Delivery::Immediate,
+        );
         project.count_delivered(delivered as u64);
     }
 

@@ -10,8 +10,8 @@ use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use roomcast::engine::sio_packet;
 use roomcast::engine::{
-    ConnectError, ConnectRequest, Cors, DisconnectReason, EioConfig, Event, Handler, Namespace,
-    OutFrame, SioConfig, SocketIo, SocketRef,
+    ConnectError, ConnectRequest, Cors, Delivery, DisconnectReason, EioConfig, Event, Handler,
+    Namespace, OutFrame, SioConfig, SocketIo, SocketRef,
 };
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -173,7 +173,7 @@ impl Handler for TestHandler {
                 let text = sio_packet::event(socket.namespace(), None, "broadcast", event.args, 0);
                 let frame = OutFrame::Text(Bytes::from(text));
                 if let Some(root) = self.root.get() {
-                    root.broadcast(ROOM, &frame, Some(socket));
+                    root.broadcast(ROOM, &frame, Some(socket), Delivery::Immediate);
                 }
             }
             "bye" => socket.disconnect(),
