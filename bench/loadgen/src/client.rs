@@ -73,6 +73,8 @@ pub struct Schedule {
     next: Option<Instant>,
     end: Option<Instant>,
     seq: u64,
+    /// Sends of this phase not yet taken (counted in `Stats::sends_due` too).
+    untaken: u64,
 }
 
 impl Schedule {
@@ -83,18 +85,35 @@ impl Schedule {
             next: None,
             end: None,
             seq: 0,
+            untaken: 0,
         }
     }
 
-    /// Follows a phase change.
-    pub fn on_phase(&mut self, phase: Phase) {
+    /// Follows a phase change. Every send the new phase schedules is added to
+    /// `Stats::sends_due` until it is made (see `Stats::sent_one`), so the run knows
+    /// when the last one is out: a send due just before the end may be made just after.
+    pub fn on_phase(&mut self, phase: Phase, ctx: &Ctx) {
+        self.abandon(ctx);
         match (phase, self.plan) {
             (Phase::Publishing { start, end }, Some(plan)) => {
                 self.next = Some(start + plan.offset).filter(|t| *t < end);
                 self.end = Some(end);
+                let mut slot = self.next;
+                while let Some(at) = slot {
+                    self.untaken += 1;
+                    slot = Some(at + plan.period).filter(|t| *t < end);
+                }
+                ctx.stats.borrow_mut().sends_due += self.untaken;
             }
             _ => self.next = None,
         }
+    }
+
+    /// Gives up the sends not yet taken (the connection is ending).
+    pub fn abandon(&mut self, ctx: &Ctx) {
+        ctx.stats.borrow_mut().sends_due -= self.untaken;
+        self.untaken = 0;
+        self.next = None;
     }
 
     /// When the next send is due, if any. Open loop: a late send is made at once and the
@@ -114,6 +133,7 @@ impl Schedule {
             sent_us: ctx.base.elapsed().as_micros() as u64,
         };
         self.seq += 1;
+        self.untaken -= 1;
         let following = next + plan.period;
         self.next = Some(following).filter(|t| Some(*t) < self.end);
         proto::message_packet(&proto::make_payload(stamp, ctx.payload_size))

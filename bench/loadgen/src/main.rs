@@ -384,11 +384,12 @@ async fn run(
         readings.rss_after_publish = pid.and_then(procfs::rss_bytes);
         let drain_deadline = publish_end + Duration::from_secs_f64(args.drain);
         loop {
-            let (received, expected) = {
+            let (received, expected, sends_due) = {
                 let s = ctx.stats.borrow();
-                (s.received - s.duplicates, s.expected())
+                (s.received - s.duplicates, s.expected(), s.sends_due)
             };
-            if received >= expected || Instant::now() >= drain_deadline {
+            // A send due just before the end can still be in flight: wait for it too.
+            if (sends_due == 0 && received >= expected) || Instant::now() >= drain_deadline {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;

@@ -301,7 +301,7 @@ pub async fn run(ctx: Rc<Ctx>, role: Role, client: PollClient) {
     let mut phase = ctx.phase.clone();
     let mut stop = ctx.stop.clone();
     let mut schedule = Schedule::new(role.publisher);
-    schedule.on_phase(*phase.borrow_and_update());
+    schedule.on_phase(*phase.borrow_and_update(), &ctx);
     let sleep = tokio::time::sleep_until(deadline(schedule.due()));
     tokio::pin!(sleep);
     loop {
@@ -321,17 +321,15 @@ pub async fn run(ctx: Rc<Ctx>, role: Role, client: PollClient) {
                     body.push(SEPARATOR);
                     body.push(b'3');
                 }
-                match post.request(&ctx, "POST", &path, &body).await {
-                    Ok(r) if r.status == 200 => ctx.stats.borrow_mut().sent[role.room] += 1,
-                    _ => ctx.stats.borrow_mut().send_errors += 1,
-                }
+                let ok = matches!(post.request(&ctx, "POST", &path, &body).await, Ok(r) if r.status == 200);
+                ctx.stats.borrow_mut().sent_one(role.room, ok);
                 continue;
             }
             changed = phase.changed() => {
                 if changed.is_err() {
                     break;
                 }
-                schedule.on_phase(*phase.borrow_and_update());
+                schedule.on_phase(*phase.borrow_and_update(), &ctx);
                 sleep.as_mut().reset(deadline(schedule.due()));
                 continue;
             }
@@ -341,6 +339,7 @@ pub async fn run(ctx: Rc<Ctx>, role: Role, client: PollClient) {
             ctx.stats.borrow_mut().send_errors += 1;
         }
     }
+    schedule.abandon(&ctx);
     poller.abort();
 }
 

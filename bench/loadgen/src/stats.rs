@@ -23,6 +23,8 @@ pub struct Stats {
     pub members: Vec<u64>,
     /// Messages sent per room.
     pub sent: Vec<u64>,
+    /// Sends scheduled in this phase by live publishers and not yet made (or failed).
+    pub sends_due: u64,
     /// Deliveries received (ours, parsed).
     pub received: u64,
     /// Deliveries whose sequence number was below one already seen from that publisher.
@@ -53,6 +55,7 @@ impl Stats {
             handshake_us: Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("bounds"),
             members: vec![0; rooms],
             sent: vec![0; rooms],
+            sends_due: 0,
             received: 0,
             out_of_order: 0,
             duplicates: 0,
@@ -63,6 +66,16 @@ impl Stats {
             send_errors: 0,
             server_errors: BTreeMap::new(),
         }
+    }
+
+    /// A scheduled send to `room` was made (`ok`) or failed.
+    pub fn sent_one(&mut self, room: usize, ok: bool) {
+        if ok {
+            self.sent[room] += 1;
+        } else {
+            self.send_errors += 1;
+        }
+        self.sends_due -= 1;
     }
 
     /// Records a failed connection attempt.

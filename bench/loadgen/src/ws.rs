@@ -488,7 +488,7 @@ fn short(s: &str) -> String {
 pub async fn run(ctx: Rc<Ctx>, role: Role, mut ws: Ws) {
     let mut phase = ctx.phase.clone();
     let mut schedule = Schedule::new(role.publisher);
-    schedule.on_phase(*phase.borrow_and_update());
+    schedule.on_phase(*phase.borrow_and_update(), &ctx);
     let mut receiver = Receiver::default();
     let sleep = tokio::time::sleep_until(deadline(schedule.due()));
     tokio::pin!(sleep);
@@ -517,23 +517,22 @@ pub async fn run(ctx: Rc<Ctx>, role: Role, mut ws: Ws) {
             () = &mut sleep, if schedule.due().is_some() => {
                 let packet = schedule.take(&ctx);
                 ws.writer.frame(OP_TEXT, packet.as_bytes());
-                match ws.flush().await {
-                    Ok(()) => ctx.stats.borrow_mut().sent[role.room] += 1,
-                    Err(_) => ctx.stats.borrow_mut().send_errors += 1,
-                }
+                let ok = ws.flush().await.is_ok();
+                ctx.stats.borrow_mut().sent_one(role.room, ok);
                 sleep.as_mut().reset(deadline(schedule.due()));
             }
             (alive, mut phase) = &mut phase_changed => {
                 if !alive {
                     break;
                 }
-                schedule.on_phase(*phase.borrow_and_update());
+                schedule.on_phase(*phase.borrow_and_update(), &ctx);
                 sleep.as_mut().reset(deadline(schedule.due()));
                 phase_changed.set(changed(phase));
             }
             _ = &mut stopped => break,
         }
     }
+    schedule.abandon(&ctx);
     if closed_by_server && !*ctx.stop.borrow() {
         ctx.stats.borrow_mut().disconnects += 1;
     }
