@@ -372,11 +372,14 @@ pub enum Delivery {
 
 /// Largest room whose [`Delivery::Immediate`] broadcasts are written by the broadcasting
 /// task itself. A larger fan-out only queues its frames: its sockets' tasks write them,
-/// and frames that arrive meanwhile (the next broadcasts) share their `writev`. Writing
-/// 1,000 sockets inline would instead make each broadcast a long run of syscalls that no
-/// later frame can join, so a busy large room would fall behind where queueing lets it
-/// catch up. At 64, an inline fan-out takes about 0.5 ms.
-pub const WRITE_NOW_MAX_ROOM: usize = 64;
+/// and frames that arrive meanwhile (other publishers' broadcasts read in the same
+/// scheduler round) share their `writev`. The more members a room has, the more often
+/// its sockets get frames close together, and the more that sharing saves. Measured on
+/// the benchmark's rooms (2026-11-28, `bench/README.md`): rooms of 10 sockets, one
+/// publisher each, spent ~45 % less user CPU writing inline with the same kernel time;
+/// rooms of 50, every member publishing, saved user time but made ~30 % more `writev`
+/// calls under load and came out even. Hence a small bound.
+pub const WRITE_NOW_MAX_ROOM: usize = 16;
 
 impl<D: Send + Sync + 'static> Namespace<D> {
     /// The namespace name.
