@@ -16,8 +16,15 @@ import socketio
 TIMEOUT_S = 20
 
 
+# The client's handlers run on its own threads while the main thread reports too: one
+# line must go out whole, or two threads' lines interleave ("{...}{...}").
+SAY_LOCK = threading.Lock()
+
+
 def say(**fields):
-    print(json.dumps(fields), flush=True)
+    with SAY_LOCK:
+        sys.stdout.write(json.dumps(fields) + "\n")
+        sys.stdout.flush()
 
 
 def main():

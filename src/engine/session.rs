@@ -196,10 +196,21 @@ impl<S> Session<S> {
     }
 
     fn deliver(&self, frame: OutFrame, write_now: bool) -> SendOutcome {
-        let mut core = self.core.lock();
+        let core = self.core.lock();
         if matches!(core.phase, Phase::Closed(_)) || core.close_when_flushed.is_some() {
             return SendOutcome::Closed;
         }
+        self.write_or_queue(core, frame, write_now)
+    }
+
+    /// Under `core`'s lock: writes the frame now when asked and the WebSocket is idle,
+    /// else queues it (or what a short write left of it) and wakes the transport.
+    fn write_or_queue(
+        &self,
+        mut core: parking_lot::MutexGuard<'_, Core>,
+        frame: OutFrame,
+        write_now: bool,
+    ) -> SendOutcome {
         if write_now && !core.writer_busy && core.outbox.is_empty() {
             if let Some(tcp) = &core.direct {
                 let written = super::eio::write_frame_now(tcp, &frame);
@@ -209,14 +220,6 @@ impl<S> Session<S> {
                 core.first_frame_written = written;
             }
         }
-        self.queue_locked(core, frame)
-    }
-
-    fn queue_locked(
-        &self,
-        mut core: parking_lot::MutexGuard<'_, Core>,
-        frame: OutFrame,
-    ) -> SendOutcome {
         core.backlog += frame.len();
         if core.backlog > self.max_backlog {
             self.close_locked(&mut core, CloseReason::SlowConsumer);
@@ -415,16 +418,7 @@ impl<S> Session<S> {
             // to it, so a session expires exactly pingInterval + pingTimeout after its
             // last pong.
             core.pong_deadline = Some(core.next_ping + ping_timeout);
-            if !core.writer_busy && core.outbox.is_empty() {
-                if let Some(tcp) = &core.direct {
-                    let written = super::eio::write_frame_now(tcp, &PING);
-                    if written == super::eio::wire_len(&PING) {
-                        return;
-                    }
-                    core.first_frame_written = written;
-                }
-            }
-            let _ = self.queue_locked(core, PING);
+            let _ = self.write_or_queue(core, PING, true);
         }
     }
 }
