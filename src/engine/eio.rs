@@ -779,7 +779,7 @@ impl<A: EioApp> EngineIo<A> {
         }
     }
 
-    /// From now on `Session::send` may write this socket itself when it is idle. Not with
+    /// From now on `Session::send_now` may write this socket itself when it is idle. Not with
     /// write pacing, whose clients want each frame in a write of its own.
     fn allow_direct_writes(&self, session: &Session<A::State>, conn: &WsConn) {
         if self.inner.config.write_pacing.is_none() {
@@ -801,7 +801,7 @@ impl<A: EioApp> EngineIo<A> {
                 return Err(WsEnd::UpgradeFailed);
             }
             // Move queued frames to the socket (only once this WebSocket carries the
-            // session). While this task holds frames, `send` queues behind them.
+            // session). While this task holds frames, `send_now` queues behind them.
             if !probing {
                 match conn.take_queued(session, false) {
                     WriterTurn::Closed => {
@@ -918,7 +918,7 @@ impl<A: EioApp> EngineIo<A> {
                 drop(core);
                 self.allow_direct_writes(session, conn);
                 // What was queued during the upgrade (and anything of ours not yet
-                // written) goes before whatever `send` could now write directly.
+                // written) goes before whatever `send_now` could now write directly.
                 conn.take_queued(session, false);
                 session.notify.notify_one();
                 Ok(false)
@@ -956,21 +956,17 @@ fn websocket_parts(frame: &OutFrame) -> (OpCode, &[u8]) {
     }
 }
 
-/// Bytes an Engine.IO frame takes on a WebSocket, header included.
-pub(super) fn wire_len(frame: &OutFrame) -> usize {
-    let len = websocket_parts(frame).1.len();
-    header_len(len) + len
-}
-
-/// Writes one frame to the socket with a non-blocking `writev`, for `Session::send`;
-/// returns the bytes the socket took (0 when it would block or failed: the frame is then
-/// queued, and the WebSocket task meets the error itself).
-pub(super) fn write_frame_now(tcp: &TcpStream, frame: &OutFrame) -> usize {
+/// Writes one frame to the socket with a non-blocking `writev`, for `Session::send_now`.
+/// `None` when the socket took all of it; else the bytes it took (0 when it would block
+/// or failed: the frame is then queued, and the WebSocket task meets the error itself).
+pub(super) fn write_frame_now(tcp: &TcpStream, frame: &OutFrame) -> Option<usize> {
     let (opcode, payload) = websocket_parts(frame);
     let mut header = [0u8; ws::MAX_HEADER_LEN];
     let len = ws::encode_header(opcode, payload.len(), &mut header);
-    tcp.try_write_vectored(&[IoSlice::new(&header[..len]), IoSlice::new(payload)])
-        .unwrap_or(0)
+    let written = tcp
+        .try_write_vectored(&[IoSlice::new(&header[..len]), IoSlice::new(payload)])
+        .unwrap_or(0);
+    (written < len + payload.len()).then_some(written)
 }
 
 fn header_len(payload_len: usize) -> usize {
@@ -986,7 +982,7 @@ const WRITE_BATCH: usize = 64;
 
 struct WsConn {
     frames_per_write: usize,
-    /// Shared with the session while it may write directly (see `Session::send`).
+    /// Shared with the session while it may write directly (see `Session::send_now`).
     tcp: Arc<TcpStream>,
     /// Bytes read but not yet parsed; released whenever it empties, so an idle
     /// connection holds no read buffer.
@@ -999,7 +995,7 @@ struct WsConn {
 
 impl WsConn {
     /// Takes the session's queued frames when this connection has written all it held
-    /// (see `Session::take_for_writer`), resuming a frame `send` wrote in part.
+    /// (see `Session::take_for_writer`), resuming a frame `send_now` wrote in part.
     fn take_queued<S>(&mut self, session: &Session<S>, hold: bool) -> WriterTurn {
         let turn = session.take_for_writer(&mut self.pending, WsOut::Data, hold);
         if let WriterTurn::Open {

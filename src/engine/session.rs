@@ -102,14 +102,14 @@ pub(crate) struct Core {
     /// The client closed over long-polling with no poll waiting, so the poll it may have
     /// sent alongside (still in flight) is owed the `noop` a waiting poll would have got.
     noop_owed: bool,
-    /// The WebSocket carrying the session, for writing a frame straight from `send` while
+    /// The WebSocket carrying the session, for writing a frame straight from `send_now` while
     /// nothing is queued or being written (set by the WebSocket task once it carries the
     /// session; never while an upgrade is in progress or with write pacing).
     direct: Option<Arc<TcpStream>>,
     /// The WebSocket task holds frames it took from the outbox and has not finished
     /// writing: a frame sent now must queue behind them.
     writer_busy: bool,
-    /// Bytes of the outbox's first frame that `send` already wrote (a partial write).
+    /// Bytes of the outbox's first frame that `send_now` already wrote (a partial write).
     first_frame_written: usize,
 }
 
@@ -213,10 +213,9 @@ impl<S> Session<S> {
     ) -> SendOutcome {
         if write_now && !core.writer_busy && core.outbox.is_empty() {
             if let Some(tcp) = &core.direct {
-                let written = super::eio::write_frame_now(tcp, &frame);
-                if written == super::eio::wire_len(&frame) {
-                    return SendOutcome::Queued;
-                }
+                let Some(written) = super::eio::write_frame_now(tcp, &frame) else {
+                    return SendOutcome::Queued; // all of it is on the wire
+                };
                 core.first_frame_written = written;
             }
         }
@@ -309,7 +308,7 @@ impl<S> Session<S> {
         (std::mem::take(&mut core.outbox), core.close_when_flushed)
     }
 
-    /// Lets `send` write this WebSocket directly from now on (the task carrying it calls
+    /// Lets `send_now` write this WebSocket directly from now on (the task carrying it calls
     /// this once the socket carries the session, and [`Self::stop_direct`] when it ends).
     pub(crate) fn start_direct(&self, tcp: Arc<TcpStream>) {
         let mut core = self.core.lock();
@@ -326,8 +325,8 @@ impl<S> Session<S> {
 
     /// The WebSocket task's turn at the outbox, under one lock: when `pending` (what it
     /// still has to write) is empty, moves the queued frames into it and returns how
-    /// many bytes of the first one `send` already wrote. The task is then the writer
-    /// until [`Self::release_writer`], so `send` queues instead of writing.
+    /// many bytes of the first one `send_now` already wrote. The task is then the writer
+    /// until [`Self::release_writer`], so `send_now` queues instead of writing.
     /// With `hold`, the task stays the writer even with nothing taken (it is about to
     /// add a frame of its own, which what others send next must follow).
     pub(crate) fn take_for_writer<T>(
@@ -357,7 +356,7 @@ impl<S> Session<S> {
         }
     }
 
-    /// The WebSocket task wrote everything it held: `send` may write directly again,
+    /// The WebSocket task wrote everything it held: `send_now` may write directly again,
     /// unless more was queued meanwhile (then false, and the task takes it).
     pub(crate) fn release_writer(&self) -> bool {
         let mut core = self.core.lock();
