@@ -63,6 +63,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         return Ok(());
     }
 
+    raise_open_file_limit();
     let bind = config.bind;
     let log_format = config.log_format;
     let app = App::build(config).await?;
@@ -88,6 +89,30 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
     app.serve(listener, shutdown_signal()).await?;
     Ok(())
+}
+
+/// Below this many open files a node is small enough that operators should hear about it.
+const FEW_OPEN_FILES: u64 = 4096;
+
+/// Lifts the soft open-file limit to the hard one: every client connection is a file, and
+/// a shell's usual soft limit (1,024) would refuse connections long before the machine
+/// runs out of anything. Go's runtime and nginx (`worker_rlimit_nofile`) do the same.
+fn raise_open_file_limit() {
+    let before = rlimit::Resource::NOFILE.get().map(|(soft, _)| soft);
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => {
+            if before.is_ok_and(|soft| soft < limit) {
+                tracing::info!(limit, "raised the open-file limit");
+            }
+            if limit < FEW_OPEN_FILES {
+                tracing::warn!(
+                    limit,
+                    "low open-file limit: each connection takes one file; raise the hard limit (ulimit -Hn, systemd LimitNOFILE=)"
+                );
+            }
+        }
+        Err(error) => tracing::warn!(%error, "cannot raise the open-file limit"),
+    }
 }
 
 /// Resolves on the first SIGTERM or SIGINT.

@@ -1,0 +1,103 @@
+//! The real binary started under a small soft open-file limit (a shell's `ulimit -n`)
+//! still takes more WebSockets than that limit: it lifts its soft limit to the hard one
+//! at start, as every connection is a file.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// The soft limit the server is started with: far below the connections opened.
+const SOFT_LIMIT: u64 = 64;
+/// WebSockets held open at once.
+const CONNECTIONS: usize = 200;
+
+/// Opens one Engine.IO WebSocket and returns it once the server's open packet arrived.
+async fn open_websocket(address: &str) -> Result<TcpStream, String> {
+    let mut stream = TcpStream::connect(address)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let request = format!(
+        "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: {address}\r\n\
+         Upgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|e| format!("write: {e}"))?;
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !answer.windows(7).any(|w| w == b"0{\"sid\"") {
+        let read = stream
+            .read(&mut chunk)
+            .await
+            .map_err(|e| format!("read: {e}"))?;
+        if read == 0 {
+            return Err(format!(
+                "closed before the open packet: {:?}",
+                String::from_utf8_lossy(&answer)
+            ));
+        }
+        answer.extend_from_slice(&chunk[..read]);
+    }
+    if !answer.starts_with(b"HTTP/1.1 101") {
+        return Err(format!("not a 101: {:?}", String::from_utf8_lossy(&answer)));
+    }
+    Ok(stream)
+}
+
+#[tokio::test]
+async fn a_small_soft_open_file_limit_does_not_cap_connections() {
+    let (_, hard) = rlimit::Resource::NOFILE.get().expect("read RLIMIT_NOFILE");
+    assert!(
+        hard >= 4 * CONNECTIONS as u64,
+        "this machine's hard open-file limit ({hard}) is too low for the test"
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let database_url = format!("sqlite://{}/db.sqlite", dir.path().display());
+    let mut command = Command::new(env!("CARGO_BIN_EXE_roomcast"));
+    command
+        .args(["--bind", "127.0.0.1:0", "--database-url", &database_url])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    // SAFETY: setrlimit is async-signal-safe, and the closure allocates nothing.
+    unsafe {
+        command.pre_exec(move || rlimit::Resource::NOFILE.set(SOFT_LIMIT, hard));
+    }
+    let mut server = KillOnDrop(command.spawn().expect("spawn roomcast"));
+    let mut lines = BufReader::new(server.0.stdout.take().expect("stdout")).lines();
+    let address = loop {
+        let line = lines
+            .next()
+            .expect("server exited before listening")
+            .expect("read stdout");
+        if let Some(url) = line.strip_prefix("listening on http://") {
+            break url.to_owned();
+        }
+    };
+    std::thread::spawn(move || lines.for_each(drop));
+
+    let mut open = Vec::with_capacity(CONNECTIONS);
+    for n in 0..CONNECTIONS {
+        match tokio::time::timeout(Duration::from_secs(5), open_websocket(&address)).await {
+            Ok(Ok(stream)) => open.push(stream),
+            Ok(Err(error)) => panic!("WebSocket {n} of {CONNECTIONS} failed: {error}"),
+            Err(_) => panic!("WebSocket {n} of {CONNECTIONS} got no open packet within 5 s"),
+        }
+    }
+    assert_eq!(open.len(), CONNECTIONS);
+}
+
+/// Kills the server when the test ends, passed or failed.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
