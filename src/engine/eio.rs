@@ -7,7 +7,9 @@
 //! checks its session's deadlines first, so an expired session is never served.
 
 use super::eio_packet::{self, Inbound, OutFrame, Payload, CLOSE, NOOP};
-use super::session::{CloseReason, ConnInfo, Phase, Session, WriterTurn, KEPT_QUEUE_CAPACITY};
+use super::session::{
+    CloseReason, ConnInfo, Phase, Session, WriterTurn, KEPT_QUEUE_CAPACITY, WRITE_BATCH,
+};
 use super::ws::{self, Message, OpCode, Reassembler};
 use axum::body::Body;
 use axum::extract::ConnectInfo;
@@ -141,6 +143,7 @@ struct Inner<A: EioApp> {
     app: A,
     sessions: SessionMap<A::State>,
     closed_tx: mpsc::UnboundedSender<Box<str>>,
+    write_behind_tx: mpsc::UnboundedSender<Arc<Session<A::State>>>,
     /// Retired sessions that still owe a late poll its `noop`, oldest first.
     owed_noops: Mutex<VecDeque<(Box<str>, Instant)>>,
 }
@@ -294,14 +297,17 @@ impl<A: EioApp> EngineIo<A> {
     /// Must be called inside a Tokio runtime.
     pub fn new(config: EioConfig, app: A) -> Self {
         let (closed_tx, closed_rx) = mpsc::unbounded_channel();
+        let (write_behind_tx, write_behind_rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             config,
             app,
             sessions: RwLock::new(HashMap::new()),
             closed_tx,
+            write_behind_tx,
             owed_noops: Mutex::new(VecDeque::new()),
         });
         tokio::spawn(reaper(Arc::downgrade(&inner), closed_rx));
+        tokio::spawn(write_behind(write_behind_rx));
         tokio::spawn(ticker(Arc::downgrade(&inner)));
         Self { inner }
     }
@@ -406,15 +412,16 @@ impl<A: EioApp> EngineIo<A> {
             remote,
         };
         let sid = random_sid();
-        let session = Arc::new(Session::new(
+        let session = Session::new(
             sid.clone(),
             phase,
             info,
             config.ping_interval,
             config.max_backlog,
             self.inner.closed_tx.clone(),
+            self.inner.write_behind_tx.clone(),
             self.inner.app.new_state(),
-        ));
+        );
         session.send(eio_packet::open_packet(
             &sid,
             phase == Phase::Polling,
@@ -939,12 +946,24 @@ enum WsOut {
     Pong(Bytes),
 }
 
-impl WsOut {
+/// Something written to a WebSocket as one frame.
+pub(super) trait WireFrame {
+    /// The WebSocket opcode and payload that carry it.
+    fn opcode_and_payload(&self) -> (OpCode, &[u8]);
+}
+
+impl WireFrame for WsOut {
     fn opcode_and_payload(&self) -> (OpCode, &[u8]) {
         match self {
-            Self::Data(frame) => websocket_parts(frame),
+            Self::Data(frame) => frame.opcode_and_payload(),
             Self::Pong(b) => (OpCode::Pong, b),
         }
+    }
+}
+
+impl WireFrame for OutFrame {
+    fn opcode_and_payload(&self) -> (OpCode, &[u8]) {
+        websocket_parts(self)
     }
 }
 
@@ -954,6 +973,56 @@ fn websocket_parts(frame: &OutFrame) -> (OpCode, &[u8]) {
         OutFrame::Text(b) => (OpCode::Text, b),
         OutFrame::Binary(b) => (OpCode::Binary, b),
     }
+}
+
+/// One non-blocking `writev` of up to `max_frames` of `pending`, resuming `offset`
+/// bytes into the first; drops the frames written whole and leaves in `offset` what
+/// was written of the next. False if the socket took nothing (it would block).
+pub(super) fn write_frames<T: WireFrame>(
+    tcp: &TcpStream,
+    pending: &mut VecDeque<T>,
+    offset: &mut usize,
+    max_frames: usize,
+) -> io::Result<bool> {
+    if pending.is_empty() {
+        return Ok(false);
+    }
+    let mut headers = [[0u8; ws::MAX_HEADER_LEN]; WRITE_BATCH];
+    let mut slices = [IoSlice::new(&[]); WRITE_BATCH * 2];
+    let mut header_lens = [0usize; WRITE_BATCH];
+    let max_frames = max_frames.min(WRITE_BATCH);
+    for (i, out) in pending.iter().take(max_frames).enumerate() {
+        let (opcode, payload) = out.opcode_and_payload();
+        header_lens[i] = ws::encode_header(opcode, payload.len(), &mut headers[i]);
+    }
+    let mut count = 0;
+    for (i, out) in pending.iter().take(max_frames).enumerate() {
+        slices[count] = IoSlice::new(&headers[i][..header_lens[i]]);
+        slices[count + 1] = IoSlice::new(out.opcode_and_payload().1);
+        count += 2;
+    }
+    let mut slices = &mut slices[..count];
+    IoSlice::advance_slices(&mut slices, *offset);
+    let written = match tcp.try_write_vectored(slices) {
+        Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+        Ok(n) => n,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    let mut consumed = *offset + written;
+    *offset = 0;
+    while let Some(front) = pending.front() {
+        let len = front.opcode_and_payload().1.len();
+        let total = header_len(len) + len;
+        if consumed >= total {
+            consumed -= total;
+            pending.pop_front();
+        } else {
+            *offset = consumed;
+            break;
+        }
+    }
+    Ok(true)
 }
 
 /// Writes one frame to the socket with a non-blocking `writev`, for `Session::send_now`.
@@ -976,9 +1045,6 @@ fn header_len(payload_len: usize) -> usize {
         _ => 10,
     }
 }
-
-/// Frames written per `writev` call.
-const WRITE_BATCH: usize = 64;
 
 struct WsConn {
     frames_per_write: usize,
@@ -1052,46 +1118,12 @@ impl WsConn {
 
     /// One `writev` of up to `frames_per_write` frames; false if nothing could be written.
     fn write_one(&mut self) -> io::Result<bool> {
-        {
-            if self.pending.is_empty() {
-                return Ok(false);
-            }
-            let mut headers = [[0u8; ws::MAX_HEADER_LEN]; WRITE_BATCH];
-            let mut slices = [IoSlice::new(&[]); WRITE_BATCH * 2];
-            let mut header_lens = [0usize; WRITE_BATCH];
-            for (i, out) in self.pending.iter().take(self.frames_per_write).enumerate() {
-                let (opcode, payload) = out.opcode_and_payload();
-                header_lens[i] = ws::encode_header(opcode, payload.len(), &mut headers[i]);
-            }
-            let mut count = 0;
-            for (i, out) in self.pending.iter().take(self.frames_per_write).enumerate() {
-                slices[count] = IoSlice::new(&headers[i][..header_lens[i]]);
-                slices[count + 1] = IoSlice::new(out.opcode_and_payload().1);
-                count += 2;
-            }
-            let mut slices = &mut slices[..count];
-            IoSlice::advance_slices(&mut slices, self.offset);
-            let written = match self.tcp.try_write_vectored(slices) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-                Err(e) => return Err(e),
-            };
-            let mut consumed = self.offset + written;
-            self.offset = 0;
-            while let Some(front) = self.pending.front() {
-                let len = front.opcode_and_payload().1.len();
-                let total = header_len(len) + len;
-                if consumed >= total {
-                    consumed -= total;
-                    self.pending.pop_front();
-                } else {
-                    self.offset = consumed;
-                    break;
-                }
-            }
-        }
-        Ok(true)
+        write_frames(
+            &self.tcp,
+            &mut self.pending,
+            &mut self.offset,
+            self.frames_per_write,
+        )
     }
 }
 
@@ -1230,6 +1262,34 @@ async fn reaper<A: EioApp>(inner: Weak<Inner<A>>, mut closed: mpsc::UnboundedRec
             if let Phase::Closed(reason) = session.phase() {
                 inner.app.on_close(&session, reason);
             }
+        }
+    }
+}
+
+/// Sessions the write-behind task writes between two yields to the scheduler.
+const WRITE_BEHIND_CHUNK: usize = 64;
+
+/// Writes the frames queued for idle WebSockets (see `Session::send`). Once woken, it
+/// first lets the tasks already runnable run, so that frames they queue for the same
+/// sockets go out in the same `writev`: a burst of publishes read in one I/O batch costs
+/// one write per recipient. It yields again every [`WRITE_BEHIND_CHUNK`] sessions, so a
+/// large fan-out does not hold up reading (frames of a publish read meanwhile join the
+/// sockets not yet written). Ends when every session and the engine are gone.
+async fn write_behind<S>(mut due: mpsc::UnboundedReceiver<Arc<Session<S>>>) {
+    let mut batch = VecDeque::new();
+    while let Some(first) = due.recv().await {
+        batch.push_back(first);
+        while !batch.is_empty() {
+            tokio::task::yield_now().await;
+            while let Ok(session) = due.try_recv() {
+                batch.push_back(session);
+            }
+            for session in batch.drain(..batch.len().min(WRITE_BEHIND_CHUNK)) {
+                session.write_behind();
+            }
+        }
+        if batch.capacity() > 4 * 1024 {
+            batch = VecDeque::new();
         }
     }
 }

@@ -3,21 +3,25 @@
 //!
 //! Sending never blocks and never waits on the network: a frame is appended to the
 //! session's outbox and whoever carries the transport (the WebSocket task or a pending
-//! long-poll) is woken, or, on an idle WebSocket, written at once by the sender with one
-//! non-blocking `writev` (see [`Session::send_now`]). A client
+//! long-poll) is woken. An idle WebSocket's frames are written instead with one
+//! non-blocking `writev`: at once by the sender ([`Session::send_now`]), or a moment
+//! later by the engine's write-behind task ([`Session::send`]). A client
 //! whose unsent backlog passes the bound is closed, so one slow reader cannot grow our
 //! memory or hold up its room.
 
 use super::eio_packet::{OutFrame, PING};
 use parking_lot::Mutex;
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use tokio::net::TcpStream;
 
 /// Frames' worth of queue a connection keeps between batches (a few hundred bytes):
 /// enough that steady traffic allocates nothing, small enough that it costs an idle
 /// connection little.
 pub(crate) const KEPT_QUEUE_CAPACITY: usize = 8;
+
+/// Frames written per `writev` call.
+pub(crate) const WRITE_BATCH: usize = 64;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, Notify};
@@ -111,6 +115,9 @@ pub(crate) struct Core {
     writer_busy: bool,
     /// Bytes of the outbox's first frame that `send_now` already wrote (a partial write).
     first_frame_written: usize,
+    /// The session is on the engine's write-behind list: its queued frames will be
+    /// written by the write-behind task rather than by waking the WebSocket task.
+    write_behind_due: bool,
 }
 
 /// An Engine.IO session, shared by its transports and the application.
@@ -124,12 +131,17 @@ pub struct Session<S> {
     max_backlog: usize,
     created: Instant,
     closed_tx: mpsc::UnboundedSender<Box<str>>,
+    /// The engine's write-behind list (see [`Session::send`]).
+    write_behind_tx: mpsc::UnboundedSender<Arc<Session<S>>>,
+    /// This session, for putting itself on the write-behind list.
+    me: Weak<Session<S>>,
     info: ConnInfo,
     /// The application's per-session state.
     pub state: S,
 }
 
 impl<S> Session<S> {
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         sid: Box<str>,
         phase: Phase,
@@ -137,10 +149,11 @@ impl<S> Session<S> {
         ping_interval: Duration,
         max_backlog: usize,
         closed_tx: mpsc::UnboundedSender<Box<str>>,
+        write_behind_tx: mpsc::UnboundedSender<Arc<Session<S>>>,
         state: S,
-    ) -> Self {
+    ) -> Arc<Self> {
         let now = Instant::now();
-        Self {
+        Arc::new_cyclic(|me| Self {
             sid,
             core: Mutex::new(Core {
                 phase,
@@ -156,15 +169,18 @@ impl<S> Session<S> {
                 direct: None,
                 writer_busy: false,
                 first_frame_written: 0,
+                write_behind_due: false,
             }),
             notify: Notify::new(),
             inbound: tokio::sync::Mutex::new(()),
             max_backlog,
             created: now,
             closed_tx,
+            write_behind_tx,
+            me: me.clone(),
             info,
             state,
-        }
+        })
     }
 
     /// The Engine.IO session id.
@@ -177,7 +193,10 @@ impl<S> Session<S> {
         &self.info
     }
 
-    /// Queues a frame for the client without waiting, and wakes the transport.
+    /// Queues a frame for the client without waiting, and wakes the transport. An idle
+    /// WebSocket's frames are written by the engine's write-behind task instead, once the
+    /// tasks already runnable have run, so that every frame queued meanwhile shares one
+    /// `writev` and no task is woken per recipient (see [`Session::write_behind`]).
     pub fn send(&self, frame: OutFrame) -> SendOutcome {
         self.deliver(frame, false)
     }
@@ -224,13 +243,64 @@ impl<S> Session<S> {
             self.close_locked(&mut core, CloseReason::SlowConsumer);
             return SendOutcome::Overflow;
         }
-        let wake = core.outbox.is_empty();
+        let was_empty = core.outbox.is_empty();
         core.outbox.push_back(frame);
-        drop(core);
-        if wake {
-            self.notify.notify_one();
+        if !was_empty {
+            // Whoever was told of the first frame takes this one with it.
+            return SendOutcome::Queued;
         }
+        let idle_websocket =
+            core.direct.is_some() && !core.writer_busy && core.close_when_flushed.is_none();
+        if !write_now && idle_websocket {
+            if !core.write_behind_due {
+                core.write_behind_due = true;
+                drop(core);
+                if let Some(me) = self.me.upgrade() {
+                    if self.write_behind_tx.send(me).is_ok() {
+                        return SendOutcome::Queued;
+                    }
+                }
+                self.core.lock().write_behind_due = false;
+                self.notify.notify_one();
+            }
+            return SendOutcome::Queued;
+        }
+        drop(core);
+        self.notify.notify_one();
         SendOutcome::Queued
+    }
+
+    /// The write-behind task's turn (see [`Session::send`]): writes what is queued
+    /// while the WebSocket is still idle, and leaves the rest (a full socket, an error, a
+    /// busy or gone WebSocket) to the WebSocket task, which it wakes.
+    pub(crate) fn write_behind(&self) {
+        let mut core = self.core.lock();
+        core.write_behind_due = false;
+        if matches!(core.phase, Phase::Closed(_)) || core.outbox.is_empty() {
+            return;
+        }
+        if !core.writer_busy && core.close_when_flushed.is_none() {
+            let Core {
+                direct,
+                outbox,
+                first_frame_written,
+                backlog,
+                ..
+            } = &mut *core;
+            if let Some(tcp) = direct {
+                while let Ok(true) =
+                    super::eio::write_frames(tcp, outbox, first_frame_written, WRITE_BATCH)
+                {
+                }
+                if outbox.is_empty() {
+                    *backlog = 0;
+                    return;
+                }
+                *backlog = outbox.iter().map(OutFrame::len).sum();
+            }
+        }
+        drop(core);
+        self.notify.notify_one();
     }
 
     /// Closes the session now; queued frames are dropped.

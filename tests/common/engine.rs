@@ -169,11 +169,18 @@ impl Handler for TestHandler {
                     }
                 });
             }
-            "broadcast" => {
+            // The same broadcast, written by the broadcasting task in small rooms
+            // (`broadcast`) or queued for the engine's write-behind (`broadcast-queued`).
+            "broadcast" | "broadcast-queued" => {
+                let delivery = if event.name == "broadcast" {
+                    Delivery::Immediate
+                } else {
+                    Delivery::Queued
+                };
                 let text = sio_packet::event(socket.namespace(), None, "broadcast", event.args, 0);
                 let frame = OutFrame::Text(Bytes::from(text));
                 if let Some(root) = self.root.get() {
-                    root.broadcast(ROOM, &frame, Some(socket), Delivery::Immediate);
+                    root.broadcast(ROOM, &frame, Some(socket), delivery);
                 }
             }
             "bye" => socket.disconnect(),
