@@ -12,7 +12,7 @@
 use super::eio_packet::{OutFrame, PING};
 use parking_lot::Mutex;
 use std::collections::VecDeque;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use tokio::net::TcpStream;
 
 /// Frames' worth of queue a connection keeps between batches (a few hundred bytes):
@@ -133,8 +133,6 @@ pub struct Session<S> {
     closed_tx: mpsc::UnboundedSender<Box<str>>,
     /// The engine's write-behind list (see [`Session::send`]).
     write_behind_tx: mpsc::UnboundedSender<Arc<Session<S>>>,
-    /// This session, for putting itself on the write-behind list.
-    me: Weak<Session<S>>,
     info: ConnInfo,
     /// The application's per-session state.
     pub state: S,
@@ -153,7 +151,7 @@ impl<S> Session<S> {
         state: S,
     ) -> Arc<Self> {
         let now = Instant::now();
-        Arc::new_cyclic(|me| Self {
+        Arc::new(Self {
             sid,
             core: Mutex::new(Core {
                 phase,
@@ -177,7 +175,6 @@ impl<S> Session<S> {
             created: now,
             closed_tx,
             write_behind_tx,
-            me: me.clone(),
             info,
             state,
         })
@@ -197,7 +194,7 @@ impl<S> Session<S> {
     /// WebSocket's frames are written by the engine's write-behind task instead, once the
     /// tasks already runnable have run, so that every frame queued meanwhile shares one
     /// `writev` and no task is woken per recipient (see [`Session::write_behind`]).
-    pub fn send(&self, frame: OutFrame) -> SendOutcome {
+    pub fn send(self: &Arc<Self>, frame: OutFrame) -> SendOutcome {
         self.deliver(frame, false)
     }
 
@@ -210,11 +207,11 @@ impl<S> Session<S> {
     /// syscall costs a scheduler round trip (queue push, poll, re-arming its wake-ups)
     /// for every delivery. Order is safe because the outbox and the writer's state are
     /// only ever changed under `core`'s lock, which the write holds.
-    pub fn send_now(&self, frame: OutFrame) -> SendOutcome {
+    pub fn send_now(self: &Arc<Self>, frame: OutFrame) -> SendOutcome {
         self.deliver(frame, true)
     }
 
-    fn deliver(&self, frame: OutFrame, write_now: bool) -> SendOutcome {
+    fn deliver(self: &Arc<Self>, frame: OutFrame, write_now: bool) -> SendOutcome {
         let core = self.core.lock();
         if matches!(core.phase, Phase::Closed(_)) || core.close_when_flushed.is_some() {
             return SendOutcome::Closed;
@@ -225,7 +222,7 @@ impl<S> Session<S> {
     /// Under `core`'s lock: writes the frame now when asked and the WebSocket is idle,
     /// else queues it (or what a short write left of it) and wakes the transport.
     fn write_or_queue(
-        &self,
+        self: &Arc<Self>,
         mut core: parking_lot::MutexGuard<'_, Core>,
         frame: OutFrame,
         write_now: bool,
@@ -255,10 +252,8 @@ impl<S> Session<S> {
             if !core.write_behind_due {
                 core.write_behind_due = true;
                 drop(core);
-                if let Some(me) = self.me.upgrade() {
-                    if self.write_behind_tx.send(me).is_ok() {
-                        return SendOutcome::Queued;
-                    }
+                if self.write_behind_tx.send(self.clone()).is_ok() {
+                    return SendOutcome::Queued;
                 }
                 self.core.lock().write_behind_due = false;
                 self.notify.notify_one();
@@ -461,7 +456,7 @@ impl<S> Session<S> {
     /// Heartbeat and deadline bookkeeping, run by the engine's ticker and before serving a
     /// request (so an expired session is never answered as alive).
     pub(crate) fn tick(
-        &self,
+        self: &Arc<Self>,
         now: Instant,
         ping_timeout: Duration,
         handshake_timeout: Option<Duration>,
