@@ -23,6 +23,7 @@ use std::future::Future;
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -143,7 +144,11 @@ struct Inner<A: EioApp> {
     app: A,
     sessions: SessionMap<A::State>,
     closed_tx: mpsc::UnboundedSender<Box<str>>,
-    write_behind_tx: mpsc::UnboundedSender<Arc<Session<A::State>>>,
+    /// One write-behind list per runtime worker (see [`write_behind`]). Sessions are
+    /// dealt to them in turn, so a large room's fan-out is written by every core, not
+    /// one; a session always uses the same list, which keeps its frames in order.
+    write_behind: Vec<mpsc::UnboundedSender<Arc<Session<A::State>>>>,
+    next_write_behind: AtomicUsize,
     /// Retired sessions that still owe a late poll its `noop`, oldest first.
     owed_noops: Mutex<VecDeque<(Box<str>, Instant)>>,
 }
@@ -297,17 +302,25 @@ impl<A: EioApp> EngineIo<A> {
     /// Must be called inside a Tokio runtime.
     pub fn new(config: EioConfig, app: A) -> Self {
         let (closed_tx, closed_rx) = mpsc::unbounded_channel();
-        let (write_behind_tx, write_behind_rx) = mpsc::unbounded_channel();
+        let workers = tokio::runtime::Handle::current()
+            .metrics()
+            .num_workers()
+            .max(1);
+        let (write_behind_txs, write_behind_rxs): (Vec<_>, Vec<_>) =
+            (0..workers).map(|_| mpsc::unbounded_channel()).unzip();
         let inner = Arc::new(Inner {
             config,
             app,
             sessions: RwLock::new(HashMap::new()),
             closed_tx,
-            write_behind_tx,
+            write_behind: write_behind_txs,
+            next_write_behind: AtomicUsize::new(0),
             owed_noops: Mutex::new(VecDeque::new()),
         });
         tokio::spawn(reaper(Arc::downgrade(&inner), closed_rx));
-        tokio::spawn(write_behind(write_behind_rx));
+        for due in write_behind_rxs {
+            tokio::spawn(write_behind(due));
+        }
         tokio::spawn(ticker(Arc::downgrade(&inner)));
         Self { inner }
     }
@@ -419,7 +432,9 @@ impl<A: EioApp> EngineIo<A> {
             config.ping_interval,
             config.max_backlog,
             self.inner.closed_tx.clone(),
-            self.inner.write_behind_tx.clone(),
+            self.inner.write_behind[self.inner.next_write_behind.fetch_add(1, Ordering::Relaxed)
+                % self.inner.write_behind.len()]
+            .clone(),
             self.inner.app.new_state(),
         );
         session.send(eio_packet::open_packet(
