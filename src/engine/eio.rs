@@ -154,6 +154,12 @@ struct Inner<A: EioApp> {
 }
 
 impl<A: EioApp> Inner<A> {
+    /// The write-behind list for a new session: each in turn.
+    fn next_write_behind_list(&self) -> mpsc::UnboundedSender<Arc<Session<A::State>>> {
+        let turn = self.next_write_behind.fetch_add(1, Ordering::Relaxed);
+        self.write_behind[turn % self.write_behind.len()].clone()
+    }
+
     /// Whether the retired or closing session `sid` owes a poll its `noop` (once).
     fn take_owed_noop(&self, sid: &str) -> bool {
         if let Some(session) = self.sessions.read().get(sid) {
@@ -432,9 +438,7 @@ impl<A: EioApp> EngineIo<A> {
             config.ping_interval,
             config.max_backlog,
             self.inner.closed_tx.clone(),
-            self.inner.write_behind[self.inner.next_write_behind.fetch_add(1, Ordering::Relaxed)
-                % self.inner.write_behind.len()]
-            .clone(),
+            self.inner.next_write_behind_list(),
             self.inner.app.new_state(),
         );
         session.send(eio_packet::open_packet(
@@ -725,7 +729,7 @@ impl<A: EioApp> EngineIo<A> {
                 let session = self.new_session(Phase::WebSocket, &handshake.headers, Some(peer));
                 let (mut frames, _) = session.take_outbox();
                 for frame in frames.drain(..) {
-                    let (opcode, payload) = websocket_parts(&frame);
+                    let (opcode, payload) = frame.opcode_and_payload();
                     let mut header = [0u8; ws::MAX_HEADER_LEN];
                     let len = ws::encode_header(opcode, payload.len(), &mut header);
                     reply.extend_from_slice(&header[..len]);
@@ -978,15 +982,10 @@ impl WireFrame for WsOut {
 
 impl WireFrame for OutFrame {
     fn opcode_and_payload(&self) -> (OpCode, &[u8]) {
-        websocket_parts(self)
-    }
-}
-
-/// The WebSocket opcode and payload that carry an Engine.IO frame.
-fn websocket_parts(frame: &OutFrame) -> (OpCode, &[u8]) {
-    match frame {
-        OutFrame::Text(b) => (OpCode::Text, b),
-        OutFrame::Binary(b) => (OpCode::Binary, b),
+        match self {
+            OutFrame::Text(b) => (OpCode::Text, b),
+            OutFrame::Binary(b) => (OpCode::Binary, b),
+        }
     }
 }
 
@@ -1044,7 +1043,7 @@ pub(super) fn write_frames<T: WireFrame>(
 /// `None` when the socket took all of it; else the bytes it took (0 when it would block
 /// or failed: the frame is then queued, and the WebSocket task meets the error itself).
 pub(super) fn write_frame_now(tcp: &TcpStream, frame: &OutFrame) -> Option<usize> {
-    let (opcode, payload) = websocket_parts(frame);
+    let (opcode, payload) = frame.opcode_and_payload();
     let mut header = [0u8; ws::MAX_HEADER_LEN];
     let len = ws::encode_header(opcode, payload.len(), &mut header);
     let written = tcp

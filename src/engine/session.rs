@@ -12,8 +12,11 @@
 use super::eio_packet::{OutFrame, PING};
 use parking_lot::Mutex;
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
+use tokio::sync::{mpsc, Notify};
 
 /// Frames' worth of queue a connection keeps between batches (a few hundred bytes):
 /// enough that steady traffic allocates nothing, small enough that it costs an idle
@@ -22,9 +25,6 @@ pub(crate) const KEPT_QUEUE_CAPACITY: usize = 8;
 
 /// Frames written per `writev` call.
 pub(crate) const WRITE_BATCH: usize = 64;
-use std::net::SocketAddr;
-use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, Notify};
 
 /// Why a session ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,6 +90,15 @@ pub struct ConnInfo {
     pub origin: Option<Box<str>>,
     /// The peer address.
     pub remote: Option<SocketAddr>,
+}
+
+impl Core {
+    /// The WebSocket to write to when the session is on one that nobody is writing and
+    /// that is not closing: only then may a frame go out from outside its task.
+    fn idle_websocket(&self) -> Option<&Arc<TcpStream>> {
+        let idle = !self.writer_busy && self.close_when_flushed.is_none();
+        self.direct.as_ref().filter(|_| idle)
+    }
 }
 
 pub(crate) struct Core {
@@ -227,8 +236,8 @@ impl<S> Session<S> {
         frame: OutFrame,
         write_now: bool,
     ) -> SendOutcome {
-        if write_now && !core.writer_busy && core.outbox.is_empty() {
-            if let Some(tcp) = &core.direct {
+        if write_now && core.outbox.is_empty() {
+            if let Some(tcp) = core.idle_websocket() {
                 let Some(written) = super::eio::write_frame_now(tcp, &frame) else {
                     return SendOutcome::Queued; // all of it is on the wire
                 };
@@ -246,9 +255,7 @@ impl<S> Session<S> {
             // Whoever was told of the first frame takes this one with it.
             return SendOutcome::Queued;
         }
-        let idle_websocket =
-            core.direct.is_some() && !core.writer_busy && core.close_when_flushed.is_none();
-        if !write_now && idle_websocket {
+        if !write_now && core.idle_websocket().is_some() {
             if !core.write_behind_due {
                 core.write_behind_due = true;
                 drop(core);
@@ -274,25 +281,24 @@ impl<S> Session<S> {
         if matches!(core.phase, Phase::Closed(_)) || core.outbox.is_empty() {
             return;
         }
-        if !core.writer_busy && core.close_when_flushed.is_none() {
-            let Core {
-                direct,
-                outbox,
-                first_frame_written,
-                backlog,
-                ..
-            } = &mut *core;
-            if let Some(tcp) = direct {
-                while let Ok(true) =
-                    super::eio::write_frames(tcp, outbox, first_frame_written, WRITE_BATCH)
-                {
-                }
-                if outbox.is_empty() {
-                    *backlog = 0;
-                    return;
-                }
-                *backlog = outbox.iter().map(OutFrame::len).sum();
+        let idle = core.idle_websocket().is_some();
+        let Core {
+            direct,
+            outbox,
+            first_frame_written,
+            backlog,
+            ..
+        } = &mut *core;
+        if let (true, Some(tcp)) = (idle, direct.as_ref()) {
+            while let Ok(true) =
+                super::eio::write_frames(tcp, outbox, first_frame_written, WRITE_BATCH)
+            {
             }
+            if outbox.is_empty() {
+                *backlog = 0;
+                return;
+            }
+            *backlog = outbox.iter().map(OutFrame::len).sum();
         }
         drop(core);
         self.notify.notify_one();

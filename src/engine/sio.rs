@@ -371,9 +371,9 @@ pub enum Delivery {
 }
 
 /// Largest room whose [`Delivery::Immediate`] broadcasts are written by the broadcasting
-/// task itself. A larger fan-out only queues its frames: its sockets' tasks write them,
-/// and frames that arrive meanwhile (other publishers' broadcasts read in the same
-/// scheduler round) share their `writev`. The more members a room has, the more often
+/// task itself. A larger fan-out only queues its frames: the engine's write-behind task
+/// writes them a moment later, and frames that arrive meanwhile (other publishers'
+/// broadcasts read in the same scheduler round) share their `writev`. The more members a room has, the more often
 /// its sockets get frames close together, and the more that sharing saves. Measured on
 /// the benchmark's rooms (2026-11-28, `bench/README.md`): rooms of 10 sockets, one
 /// publisher each, spent ~45 % less user CPU writing inline with the same kernel time;
