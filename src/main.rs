@@ -37,11 +37,20 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    match run(Cli::parse()).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(error) => {
+    let cli = Cli::parse();
+    // `#[tokio::main]` polls its future on the main thread, which is not one of the
+    // runtime's workers. An accept loop there costs two thread wake-ups per connection
+    // (the worker's I/O driver wakes the main thread to accept; the spawned connection
+    // wakes a worker), so the server runs as a task on the workers instead.
+    match tokio::spawn(run(cli)).await {
+        Ok(Ok(())) => std::process::ExitCode::SUCCESS,
+        Ok(Err(error)) => {
             // One line with the whole cause chain; operators do not need a backtrace.
             eprintln!("roomcast: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+        Err(panicked) => {
+            eprintln!("roomcast: {panicked}");
             std::process::ExitCode::FAILURE
         }
     }
