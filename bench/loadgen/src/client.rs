@@ -11,8 +11,8 @@ use tokio::sync::watch;
 
 /// Shared by all connection tasks of a run (one thread, hence `RefCell`).
 pub struct Ctx {
-    /// The server.
-    pub target: Target,
+    /// The servers (the nodes of a cluster, or one): client `i` uses `targets[i % n]`.
+    pub targets: Vec<Target>,
     /// How many loopback source addresses to spread over.
     pub sources: usize,
     /// Message payload size in bytes.
@@ -27,6 +27,13 @@ pub struct Ctx {
     pub phase: watch::Receiver<Phase>,
     /// Set once, when every client should close.
     pub stop: watch::Receiver<bool>,
+}
+
+impl Ctx {
+    /// The server client `idx` connects to.
+    pub fn target(&self, idx: usize) -> &Target {
+        &self.targets[idx % self.targets.len()]
+    }
 }
 
 /// Where the run is, as far as publishers care.

@@ -60,9 +60,10 @@ struct Args {
     /// Scenario preset.
     #[arg(long, value_enum)]
     scenario: Scenario,
-    /// Server base URL (IPv4 loopback only).
-    #[arg(long, default_value = "http://127.0.0.1:3000")]
-    url: String,
+    /// Server base URL (IPv4 loopback only). Repeat it for the nodes of a cluster:
+    /// client `i` (room-major order) connects to URL `i mod n`, so every room spans them.
+    #[arg(long = "url", default_value = "http://127.0.0.1:3000")]
+    urls: Vec<String>,
     /// Label copied into the report (e.g. the server's name).
     #[arg(long, default_value = "")]
     label: String,
@@ -101,9 +102,10 @@ struct Args {
     /// Key prefix when there is no keys file.
     #[arg(long, default_value = "room-")]
     room_prefix: String,
-    /// Server process to read RSS and CPU time from.
-    #[arg(long)]
-    server_pid: Option<u32>,
+    /// Server process to read RSS and CPU time from; repeat it for a cluster's nodes
+    /// (their figures are summed).
+    #[arg(long = "server-pid")]
+    server_pids: Vec<u32>,
     /// Loopback source addresses to spread client sockets over (127.0.0.2 onwards).
     #[arg(long, default_value_t = 16)]
     sources: usize,
@@ -185,7 +187,11 @@ impl Plan {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let plan = Plan::from_args(&args)?;
-    let target = net::Target::parse(&args.url)?;
+    let targets = args
+        .urls
+        .iter()
+        .map(|url| net::Target::parse(url))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let keys = load_keys(&args, plan.rooms)?;
     let nofile = net::raise_nofile();
     // Each client holds one socket (two for polling) plus a few for the process itself.
@@ -202,7 +208,7 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let local = tokio::task::LocalSet::new();
-    let report = local.block_on(&runtime, run(&args, plan, target, keys))?;
+    let report = local.block_on(&runtime, run(&args, plan, targets, keys))?;
     let json = serde_json::to_string_pretty(&report)?;
     if let Some(path) = &args.out {
         std::fs::write(path, &json).with_context(|| format!("writing {}", path.display()))?;
@@ -282,13 +288,13 @@ enum Connected {
 async fn run(
     args: &Args,
     plan: Plan,
-    target: net::Target,
+    targets: Vec<net::Target>,
     keys: Vec<String>,
 ) -> anyhow::Result<report::Report> {
     let (phase_tx, phase_rx) = watch::channel(Phase::Idle);
     let (stop_tx, stop_rx) = watch::channel(false);
     let ctx = Rc::new(Ctx {
-        target,
+        targets,
         sources: plan.sources,
         payload_size: plan.payload_bytes,
         base: Instant::now(),
@@ -297,9 +303,9 @@ async fn run(
         phase: phase_rx,
         stop: stop_rx,
     });
-    let pid = args.server_pid;
+    let pids = args.server_pids.as_slice();
     let mut readings = report::Readings {
-        rss_before: pid.and_then(procfs::rss_bytes),
+        rss_before: procfs::sum(pids, procfs::rss_bytes),
         ..Default::default()
     };
 
@@ -307,7 +313,7 @@ async fn run(
     // handshakes are in flight; a connected client gets its own task and the worker moves on.
     let roles = Rc::new(roles(&plan, &keys));
     let next = Rc::new(Cell::new(0usize));
-    let cpu0 = pid.and_then(procfs::cpu_secs);
+    let cpu0 = procfs::sum(pids, procfs::cpu_secs);
     let self0 = procfs::self_cpu();
     let busy0 = procfs::machine_busy_secs();
     let connect_started = Instant::now();
@@ -357,7 +363,7 @@ async fn run(
         let _ = worker.await;
     }
     readings.connect_secs = connect_started.elapsed().as_secs_f64();
-    readings.server_cpu_connect = diff(pid.and_then(procfs::cpu_secs), cpu0);
+    readings.server_cpu_connect = diff(procfs::sum(pids, procfs::cpu_secs), cpu0);
     readings.loadgen_cpu_connect = (procfs::self_cpu() - self0).as_secs_f64();
     readings.other_cpu_connect = other_cpu(
         busy0,
@@ -368,12 +374,12 @@ async fn run(
 
     // Hold, then read memory with every connection idle.
     tokio::time::sleep(Duration::from_secs_f64(plan.hold_secs)).await;
-    readings.rss_after_connect = pid.and_then(procfs::rss_bytes);
+    readings.rss_after_connect = procfs::sum(pids, procfs::rss_bytes);
 
     // Publish on a fixed schedule, then wait for outstanding deliveries.
     let has_publishers = roles.iter().any(|r| r.publisher.is_some());
     if has_publishers && plan.duration_secs > 0.0 {
-        let cpu0 = pid.and_then(procfs::cpu_secs);
+        let cpu0 = procfs::sum(pids, procfs::cpu_secs);
         let self0 = procfs::self_cpu();
         let busy0 = procfs::machine_busy_secs();
         let start = Instant::now() + Duration::from_millis(20);
@@ -381,7 +387,7 @@ async fn run(
         phase_tx.send_replace(Phase::Publishing { start, end });
         tokio::time::sleep_until(tokio::time::Instant::from_std(end)).await;
         let publish_end = Instant::now();
-        readings.rss_after_publish = pid.and_then(procfs::rss_bytes);
+        readings.rss_after_publish = procfs::sum(pids, procfs::rss_bytes);
         let drain_deadline = publish_end + Duration::from_secs_f64(args.drain);
         loop {
             let (received, expected, sends_due) = {
@@ -397,7 +403,7 @@ async fn run(
         readings.drain_secs = publish_end.elapsed().as_secs_f64();
         readings.publish_secs = plan.duration_secs;
         readings.publish_start = Some(start);
-        readings.server_cpu_publish = diff(pid.and_then(procfs::cpu_secs), cpu0);
+        readings.server_cpu_publish = diff(procfs::sum(pids, procfs::cpu_secs), cpu0);
         readings.loadgen_cpu_publish = (procfs::self_cpu() - self0).as_secs_f64();
         readings.loadgen_wall_publish = start.elapsed().as_secs_f64();
         readings.other_cpu_publish = other_cpu(
@@ -414,8 +420,8 @@ async fn run(
     let stats = ctx.stats.borrow();
     Ok(report::Report::build(
         &args.label,
-        &args.url,
-        pid,
+        &args.urls.join(" "),
+        pids,
         plan,
         &stats,
         &readings,

@@ -55,7 +55,7 @@ impl Http {
         request.extend_from_slice(
             format!(
                 "{method} {path} HTTP/1.1\r\nHost: {}\r\nAccept: */*\r\n",
-                ctx.target.authority
+                ctx.target(self.idx).authority
             )
             .as_bytes(),
         );
@@ -73,7 +73,8 @@ impl Http {
         for attempt in 0..2 {
             let reused = self.stream.is_some();
             if self.stream.is_none() {
-                self.stream = Some(net::connect(&ctx.target, self.idx, ctx.sources).await?);
+                self.stream =
+                    Some(net::connect(ctx.target(self.idx), self.idx, ctx.sources).await?);
                 self.buf.clear();
             }
             match self.exchange(&request).await {

@@ -4,6 +4,15 @@
 
 use std::time::Duration;
 
+/// The sum of `reading` over `pids` (a cluster's nodes); `None` without pids or when
+/// one of them cannot be read.
+pub fn sum<T: std::iter::Sum<T>>(pids: &[u32], reading: impl Fn(u32) -> Option<T>) -> Option<T> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter().map(|&pid| reading(pid)).sum()
+}
+
 /// `VmRSS` of `pid` in bytes.
 pub fn rss_bytes(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -74,5 +83,14 @@ mod tests {
         assert!(cpu_secs(pid).unwrap() >= 0.0);
         assert!(rss_bytes(u32::MAX).is_none());
         assert!(machine_busy_secs().unwrap() > 0.0);
+    }
+
+    #[test]
+    fn sums_over_every_node_or_says_nothing() {
+        let pid = std::process::id();
+        let one = rss_bytes(pid).unwrap();
+        assert!(sum(&[pid, pid], rss_bytes).unwrap() >= 2 * one);
+        assert_eq!(sum(&[], rss_bytes), None);
+        assert_eq!(sum(&[pid, u32::MAX], rss_bytes), None);
     }
 }

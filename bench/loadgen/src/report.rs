@@ -97,7 +97,7 @@ struct Messages {
 
 #[derive(Serialize)]
 struct Server {
-    pid: Option<u32>,
+    pids: Vec<u32>,
     rss_before_bytes: Option<u64>,
     rss_after_connect_bytes: Option<u64>,
     rss_after_publish_bytes: Option<u64>,
@@ -126,7 +126,7 @@ impl Report {
     pub fn build(
         label: &str,
         url: &str,
-        pid: Option<u32>,
+        pids: &[u32],
         plan: Plan,
         stats: &Stats,
         r: &Readings,
@@ -184,7 +184,7 @@ impl Report {
                 drain_secs: r.drain_secs,
             },
             server: Server {
-                pid,
+                pids: pids.to_vec(),
                 rss_before_bytes: r.rss_before,
                 rss_after_connect_bytes: r.rss_after_connect,
                 rss_after_publish_bytes: r.rss_after_publish,

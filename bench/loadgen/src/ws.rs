@@ -397,11 +397,11 @@ pub async fn handshake(ctx: &Ctx, role: &Role) -> Result<(Ws, std::time::Duratio
 }
 
 async fn handshake_inner(ctx: &Ctx, role: &Role) -> Result<Ws, String> {
-    let tcp = net::connect(&ctx.target, role.idx, ctx.sources)
+    let tcp = net::connect(ctx.target(role.idx), role.idx, ctx.sources)
         .await
         .map_err(|e| format!("tcp: {:?}", e.kind()))?;
     let mut ws = Ws::new(tcp, seed(role.idx));
-    upgrade(&mut ws, &ctx.target.authority).await?;
+    upgrade(&mut ws, &ctx.target(role.idx).authority).await?;
     // Engine.IO OPEN first, then our CONNECT, then the server's answer.
     let mut opened = false;
     loop {
@@ -825,7 +825,7 @@ mod tests {
         let (_phase_tx, phase) = watch::channel(Phase::Idle);
         let (_stop_tx, stop) = watch::channel(false);
         let ctx = Ctx {
-            target: Target::parse(&format!("http://{addr}")).unwrap(),
+            targets: vec![Target::parse(&format!("http://{addr}")).unwrap()],
             sources: 1,
             payload_size: 64,
             base: Instant::now(),
