@@ -334,17 +334,18 @@ impl Cluster {
     /// Publishes this node's connections per project (all of them).
     fn announce(&self, realtime: &Realtime) {
         let counts = realtime
-            .local_counters()
+            .local_counters(true)
             .into_iter()
-            .filter(|(_, stats)| stats.connections > 0)
-            .map(|(project, stats)| (project, stats.connections))
+            .filter_map(|(project, stats)| Some((project, stats?.connections)))
+            .filter(|(_, connections)| *connections > 0)
             .collect();
         let event = BusEvent::Connections { full: true, counts };
         self.send(Outgoing::Publish(self.envelope(event).encode()));
     }
 
     /// Reporter task: publishes connection changes and flushes message counters soon
-    /// after they move, and a full report every [`HEARTBEAT`].
+    /// after they move (reading only the projects that moved), and a full report of every
+    /// project every [`HEARTBEAT`].
     async fn report(self, realtime: Realtime) {
         let changes = realtime.changes();
         let mut heartbeat = tokio::time::interval(HEARTBEAT);
@@ -359,58 +360,64 @@ impl Cluster {
                 _ = heartbeat.tick() => true,
             };
             changes.clear();
-            let counters = realtime.local_counters();
+            let mut counters = realtime.local_counters(full);
             self.report_connections(&counters, &mut announced, full);
-            self.check_marker(full).await;
-            self.flush_counters(&counters).await;
+            let redis_emptied = self.check_marker(full).await;
+            if redis_emptied && !full {
+                // Every project's totals go again, not only those that moved.
+                counters = realtime.local_counters(true);
+            }
+            self.flush_counters(&counters, full || redis_emptied).await;
             if full {
                 self.forget_silent_peers();
             }
         }
     }
 
+    /// Publishes the connection counts that changed among `counters`, or with `full`
+    /// all of them (`counters` then lists every project this node knows).
     fn report_connections(
         &self,
-        counters: &[(ProjectId, ProjectStats)],
+        counters: &[(ProjectId, Option<ProjectStats>)],
         announced: &mut HashMap<ProjectId, u64>,
         full: bool,
     ) {
-        let mut changed = Vec::new();
-        for (project, stats) in counters {
-            let before = announced.get(project).copied().unwrap_or(0);
-            if full || before != stats.connections {
-                changed.push((project.clone(), stats.connections));
+        let counts = if full {
+            // Projects this node no longer knows (deleted) are left out, so drop to zero.
+            announced.clear();
+            announced.extend(counters.iter().filter_map(|(project, stats)| {
+                let connections = stats.as_ref()?.connections;
+                (connections > 0).then(|| (project.clone(), connections))
+            }));
+            announced.iter().map(|(p, n)| (p.clone(), *n)).collect()
+        } else {
+            let mut changed = Vec::new();
+            for (project, stats) in counters {
+                let now = stats.as_ref().map_or(0, |s| s.connections);
+                if announced.get(project).copied().unwrap_or(0) == now {
+                    continue;
+                }
+                changed.push((project.clone(), now));
+                if now == 0 {
+                    announced.remove(project);
+                } else {
+                    announced.insert(project.clone(), now);
+                }
             }
-        }
-        // Projects this node no longer knows (deleted) drop to zero.
-        for project in announced.keys() {
-            if !counters.iter().any(|(p, _)| p == project) {
-                changed.push((project.clone(), 0));
+            if changed.is_empty() {
+                return;
             }
-        }
-        announced.clear();
-        announced.extend(
-            counters
-                .iter()
-                .filter(|(_, s)| s.connections > 0)
-                .map(|(p, s)| (p.clone(), s.connections)),
-        );
-        if full {
-            changed.retain(|(_, count)| *count > 0);
-        } else if changed.is_empty() {
-            return;
-        }
-        let event = BusEvent::Connections {
-            full,
-            counts: changed,
+            changed
         };
+        let event = BusEvent::Connections { full, counts };
         self.send(Outgoing::Publish(self.envelope(event).encode()));
     }
 
     /// After (re)connecting, checks that Redis still holds this node's earlier counter
     /// additions; if it lost them (restarted empty), the node adds its totals again.
     /// On heartbeats, keeps the marker alive.
-    async fn check_marker(&self, heartbeat: bool) {
+    /// Returns true when Redis had lost them (every total must be flushed again).
+    async fn check_marker(&self, heartbeat: bool) -> bool {
         use std::sync::atomic::Ordering;
         let generation = self.inner.link.generation();
         let key = marker_key(&self.inner.node);
@@ -420,7 +427,7 @@ impl Cluster {
                 command.arg(&key).arg(MARKER_TTL_SECONDS);
                 let _ = self.inner.link.query::<u64>(&command).await;
             }
-            return;
+            return false;
         }
         let mut command = redis::cmd("SET");
         command
@@ -429,25 +436,42 @@ impl Cluster {
             .arg("NX")
             .arg("EX")
             .arg(MARKER_TTL_SECONDS);
+        let mut emptied = false;
         if let Ok(created) = self.inner.link.query::<Option<String>>(&command).await {
             if created.is_some() && !self.inner.flushed.lock().is_empty() {
                 tracing::warn!("redis lost the shared counters; adding this node's totals again");
                 self.inner.flushed.lock().clear();
+                emptied = true;
             }
             self.inner
                 .checked_generation
                 .store(generation, Ordering::Release);
         }
+        emptied
     }
 
     /// Adds what this node counted since the last flush to the shared counters.
-    async fn flush_counters(&self, counters: &[(ProjectId, ProjectStats)]) {
+    /// With `all`, `counters` lists every project this node knows, and what it flushed
+    /// for projects not among them (deleted) is forgotten; a flush that failed is
+    /// retried then, at the latest.
+    async fn flush_counters(&self, counters: &[(ProjectId, Option<ProjectStats>)], all: bool) {
         let deltas: Vec<(ProjectId, ProjectStats, [u64; 3])> = {
             let mut flushed = self.inner.flushed.lock();
-            flushed.retain(|project, _| counters.iter().any(|(p, _)| p == project));
+            if all {
+                let known: std::collections::HashSet<&ProjectId> = counters
+                    .iter()
+                    .filter(|(_, stats)| stats.is_some())
+                    .map(|(project, _)| project)
+                    .collect();
+                flushed.retain(|project, _| known.contains(project));
+            }
             counters
                 .iter()
                 .filter_map(|(project, now)| {
+                    let Some(now) = now else {
+                        flushed.remove(project);
+                        return None;
+                    };
                     let before = flushed.get(project).copied().unwrap_or_default();
                     let delta = [
                         now.messages_received

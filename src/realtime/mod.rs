@@ -354,6 +354,7 @@ impl Realtime {
         project.revoke(&revoked, surviving.is_none());
         if surviving.is_none() {
             self.shared.projects.write().remove(project_id);
+            project.mark_moved(); // the reporter tells the others it is gone
         }
         self.shared
             .disconnect_revoked(&project, |hash| Some(*hash) != surviving);
@@ -434,14 +435,32 @@ impl Realtime {
         }
     }
 
-    /// This node's own counters of every project it knows (for the cluster's reports).
-    pub fn local_counters(&self) -> Vec<(ProjectId, ProjectStats)> {
-        self.shared
-            .projects
-            .read()
-            .values()
-            .map(|p| (p.id.clone(), p.stats()))
-            .collect()
+    /// This node's own counters (for the cluster's reports): of the projects whose
+    /// counters moved since the last call, or with `all` of every project it knows.
+    /// `None`: a project that moved and is no longer known here (deleted).
+    pub fn local_counters(&self, all: bool) -> Vec<(ProjectId, Option<ProjectStats>)> {
+        let mut moved = self.shared.changes.take_moved();
+        // A project deleted and seen again is a new state with the same id: list it once,
+        // or its deltas would be flushed twice.
+        moved.sort_unstable();
+        moved.dedup();
+        let projects = self.shared.projects.read();
+        let mut counters: Vec<_> = moved
+            .into_iter()
+            .filter_map(|id| match projects.get(&id) {
+                Some(_) if all => None, // listed below with every other project
+                Some(project) => Some((id, Some(project.take_stats()))),
+                None => Some((id, None)),
+            })
+            .collect();
+        if all {
+            counters.extend(
+                projects
+                    .values()
+                    .map(|p| (p.id.clone(), Some(p.take_stats()))),
+            );
+        }
+        counters
     }
 
     /// Raised whenever a project's counters on this node move.
