@@ -6,7 +6,7 @@ roomcast's (a ratio > 1 means the peer's figure is higher).
 File names are <scenario>--<server>--r<round>.json, as bench/run writes them. Scenario
 names given after the folder set the order of the tables.
 
-usage: summarize.py RESULTS_DIR [SCENARIO ...]
+usage: summarize.py [--no-headline] RESULTS_DIR [SCENARIO ...]
 """
 import json
 import pathlib
@@ -86,6 +86,10 @@ def headline(summary):
 
 
 def main():
+    # bench/cluster compares a node with a cluster, not the servers of issue 5's table.
+    no_headline = "--no-headline" in sys.argv
+    if no_headline:
+        sys.argv.remove("--no-headline")
     root = pathlib.Path(sys.argv[1])
     runs = {}
     for f in sorted(root.glob("*--*--r*.json")):
@@ -170,7 +174,8 @@ def main():
                 best = f"≥ {best} (top step run)"
             cells.append(best)
         out.append("| " + " | ".join(cells) + " |")
-    out.extend(headline(summary))
+    if not no_headline:
+        out.extend(headline(summary))
     text = "\n".join(out)
     print(text)
     (root / "summary.md").write_text(text + "\n")
