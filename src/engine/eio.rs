@@ -213,11 +213,20 @@ pub(crate) fn random_sid() -> Box<str> {
 /// untouched stream for HTTP.
 pub type TapFuture<'a> = Pin<Box<dyn Future<Output = Option<TcpStream>> + Send + 'a>>;
 
+/// What [`ConnectionTap::handle`] returns: the engine's answer to one HTTP request.
+pub type EngineResponse<'a> = Pin<Box<dyn Future<Output = Response<Body>> + Send + 'a>>;
+
 /// Looks at each new connection before the HTTP server does, and may take it over (the
-/// engine's WebSocket handshake does; see [`EngineIo::tap_websocket`]).
+/// engine's WebSocket handshake does; see [`EngineIo::tap_websocket`]). Requests to the
+/// engine's path that reach HTTP (long-polling) go to it straight from the accept loop,
+/// without the router.
 pub trait ConnectionTap: Send + Sync + 'static {
     /// Serves `stream` itself (and returns `None`) or gives it back unread.
     fn tap(&self, stream: TcpStream, peer: SocketAddr) -> TapFuture<'_>;
+    /// The engine's path (`/socket.io/`).
+    fn path(&self) -> &str;
+    /// Answers one HTTP request to [`Self::path`] (as [`EngineIo::handle`]).
+    fn handle(&self, request: Request<Body>) -> EngineResponse<'_>;
 }
 
 /// Largest request head the WebSocket fast path takes; longer ones go through HTTP.

@@ -25,7 +25,9 @@ pub mod sio;
 pub mod sio_packet;
 pub mod ws;
 
-pub use eio::{ConnectionTap, Cors, EioApp, EioConfig, EngineIo, ProtocolViolation, TapFuture};
+pub use eio::{
+    ConnectionTap, Cors, EioApp, EioConfig, EngineIo, EngineResponse, ProtocolViolation, TapFuture,
+};
 pub use eio_packet::{OutFrame, Payload};
 pub use session::{CloseReason, ConnInfo, SendOutcome, Session};
 pub use sio::{

@@ -5,7 +5,9 @@
 //! Events are handed to the application synchronously, on the task that read them: there
 //! is no task per event, so a socket's events can never overtake each other.
 
-use super::eio::{ConnectionTap, EioApp, EioConfig, EngineIo, ProtocolViolation, TapFuture};
+use super::eio::{
+    ConnectionTap, EioApp, EioConfig, EngineIo, EngineResponse, ProtocolViolation, TapFuture,
+};
 use super::eio_packet::{OutFrame, Payload};
 use super::session::{CloseReason, ConnInfo, SendOutcome, Session};
 use super::sio_packet::{self, PacketKind};
@@ -847,6 +849,14 @@ struct WebSocketTap<H: Handler> {
 impl<H: Handler> ConnectionTap for WebSocketTap<H> {
     fn tap(&self, stream: tokio::net::TcpStream, peer: std::net::SocketAddr) -> TapFuture<'_> {
         Box::pin(self.engine.tap_websocket(stream, peer, &self.path))
+    }
+
+    fn path(&self) -> &str {
+        &self.path
+    }
+
+    fn handle(&self, request: Request<Body>) -> EngineResponse<'_> {
+        Box::pin(self.engine.handle(request))
     }
 }
 

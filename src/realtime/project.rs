@@ -435,7 +435,11 @@ mod tests {
         busy.count_received();
         busy.count_delivered(3);
         busy.count_rejected();
-        assert_eq!(changes.take_moved(), vec![busy.id.clone()], "once, quiet not listed");
+        assert_eq!(
+            changes.take_moved(),
+            vec![busy.id.clone()],
+            "once, quiet not listed"
+        );
         busy.count_received();
         assert!(
             changes.take_moved().is_empty(),
