@@ -225,8 +225,8 @@ pub trait ConnectionTap: Send + Sync + 'static {
     fn tap(&self, stream: TcpStream, peer: SocketAddr) -> TapFuture<'_>;
     /// The engine's path (`/socket.io/`).
     fn path(&self) -> &str;
-    /// Answers one HTTP request to [`Self::path`] from `peer` (as [`EngineIo::handle_from`]).
-    fn handle(&self, request: Request<Body>, peer: SocketAddr) -> EngineResponse<'_>;
+    /// Answers one HTTP request to [`Self::path`] (as [`EngineIo::handle`]).
+    fn handle(&self, request: Request<Body>) -> EngineResponse<'_>;
 }
 
 /// Largest request head the WebSocket fast path takes; longer ones go through HTTP.
@@ -364,26 +364,15 @@ impl<A: EioApp> EngineIo<A> {
         }
     }
 
-    /// Answers one HTTP request addressed to the engine's path (the peer address, for new
-    /// sessions, from axum's `ConnectInfo` extension).
+    /// Answers one HTTP request addressed to the engine's path.
     pub async fn handle(&self, request: Request<Body>) -> Response<Body> {
-        let peer = remote_addr(&request);
-        self.handle_from(request, peer).await
-    }
-
-    /// Answers one HTTP request addressed to the engine's path, sent from `peer`.
-    pub async fn handle_from(
-        &self,
-        request: Request<Body>,
-        peer: Option<SocketAddr>,
-    ) -> Response<Body> {
         let cors = cors_headers(&self.inner.config.cors, request.headers());
-        let mut response = self.route(request, peer).await;
+        let mut response = self.route(request).await;
         response.headers_mut().extend(cors);
         response
     }
 
-    async fn route(&self, request: Request<Body>, peer: Option<SocketAddr>) -> Response<Body> {
+    async fn route(&self, request: Request<Body>) -> Response<Body> {
         if request.method() == Method::OPTIONS {
             return preflight(request.headers());
         }
@@ -402,9 +391,9 @@ impl<A: EioApp> EngineIo<A> {
                 if request.method() != Method::GET {
                     return eio_error(EioError::BadHandshakeMethod);
                 }
-                self.open_polling(&request, peer)
+                self.open_polling(&request)
             }
-            (None, true) => self.open_websocket(request, None, peer),
+            (None, true) => self.open_websocket(request, None),
             (Some(sid), ws) => {
                 let Some(session) = self.lookup(&sid) else {
                     if !ws && request.method() == Method::GET && self.inner.take_owed_noop(&sid) {
@@ -413,7 +402,7 @@ impl<A: EioApp> EngineIo<A> {
                     return eio_error(EioError::UnknownSid);
                 };
                 if ws {
-                    self.open_websocket(request, Some(session), peer)
+                    self.open_websocket(request, Some(session))
                 } else if request.method() == Method::GET {
                     self.poll(&session).await
                 } else if request.method() == Method::POST {
@@ -472,8 +461,8 @@ impl<A: EioApp> EngineIo<A> {
         session
     }
 
-    fn open_polling(&self, request: &Request<Body>, peer: Option<SocketAddr>) -> Response<Body> {
-        let session = self.new_session(Phase::Polling, request.headers(), peer);
+    fn open_polling(&self, request: &Request<Body>) -> Response<Body> {
+        let session = self.new_session(Phase::Polling, request.headers(), remote_addr(request));
         Self::drain_to_response(&session)
     }
 
@@ -638,7 +627,6 @@ impl<A: EioApp> EngineIo<A> {
         &self,
         mut request: Request<Body>,
         existing: Option<Arc<Session<A::State>>>,
-        peer: Option<SocketAddr>,
     ) -> Response<Body> {
         let key = websocket_key(request.headers()).filter(|_| request.method() == Method::GET);
         let Some(key) = key else {
@@ -664,7 +652,7 @@ impl<A: EioApp> EngineIo<A> {
         }
         let session = match existing {
             Some(session) => session,
-            None => self.new_session(Phase::WebSocket, request.headers(), peer),
+            None => self.new_session(Phase::WebSocket, request.headers(), remote_addr(&request)),
         };
         let engine = self.clone();
         tokio::spawn(async move {

@@ -855,8 +855,8 @@ impl<H: Handler> ConnectionTap for WebSocketTap<H> {
         &self.path
     }
 
-    fn handle(&self, request: Request<Body>, peer: std::net::SocketAddr) -> EngineResponse<'_> {
-        Box::pin(self.engine.handle_from(request, Some(peer)))
+    fn handle(&self, request: Request<Body>) -> EngineResponse<'_> {
+        Box::pin(self.engine.handle(request))
     }
 }
 

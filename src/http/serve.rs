@@ -55,28 +55,22 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        // Requests to the engine's path skip the router (and the peer address goes to the
-        // engine as an argument, not as an extension the request would allocate): a
-        // long-polling client makes two requests per message it receives, and routing
-        // them (path matching, boxed futures, `MatchedPath`) was about a quarter of the
-        // server's user time in S5. Other requests carry the peer address as axum's
-        // `ConnectInfo` extractor expects.
+        // Each request carries the peer address, as axum's `ConnectInfo` extractor expects.
+        // Requests to the engine's path skip the router: a long-polling client makes two
+        // requests per message it receives, and routing them (path matching, boxed
+        // futures, `MatchedPath`) was about a quarter of the server's user time in S5.
         let router = router.clone();
         let engine = tap.clone();
         let service = TowerToHyperService::new(tower::service_fn(
             move |mut request: http::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(ConnectInfo(peer));
                 let engine = engine
                     .clone()
                     .filter(|engine| request.uri().path() == engine.path());
-                if engine.is_none() {
-                    request.extensions_mut().insert(ConnectInfo(peer));
-                }
                 let mut router = router.clone();
                 async move {
                     match engine {
-                        Some(engine) => Ok(engine
-                            .handle(request.map(axum::body::Body::new), peer)
-                            .await),
+                        Some(engine) => Ok(engine.handle(request.map(axum::body::Body::new)).await),
                         None => router.call(request).await,
                     }
                 }
