@@ -333,12 +333,7 @@ impl Cluster {
 
     /// Publishes this node's connections per project (all of them).
     fn announce(&self, realtime: &Realtime) {
-        let counts = realtime
-            .local_counters(true)
-            .into_iter()
-            .filter_map(|(project, stats)| Some((project, stats?.connections)))
-            .filter(|(_, connections)| *connections > 0)
-            .collect();
+        let counts = realtime.connection_counts();
         let event = BusEvent::Connections { full: true, counts };
         self.send(Outgoing::Publish(self.envelope(event).encode()));
     }

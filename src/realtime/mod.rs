@@ -463,8 +463,22 @@ impl Realtime {
         counters
     }
 
-    /// Raised whenever a project's counters on this node move.
+    /// This node's live connections of every project that has some (read without
+    /// taking the reporter's list of moved projects).
+    pub fn connection_counts(&self) -> Vec<(ProjectId, u64)> {
+        self.shared
+            .projects
+            .read()
+            .values()
+            .map(|p| (p.id.clone(), p.stats().connections))
+            .filter(|(_, connections)| *connections > 0)
+            .collect()
+    }
+
+    /// Raised whenever a project's counters on this node move, for the one reporter that
+    /// asks (changes are recorded from then on).
     pub fn changes(&self) -> Arc<ChangeSignal> {
+        self.shared.changes.watch();
         self.shared.changes.clone()
     }
 

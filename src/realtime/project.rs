@@ -61,6 +61,8 @@ impl TokenBucket {
 /// cost more than the messages themselves (1,000 projects at 1,000 messages a second).
 #[derive(Default)]
 pub struct ChangeSignal {
+    /// A reporter listens (a cluster node); a single node keeps no list.
+    watched: AtomicBool,
     pending: AtomicBool,
     notify: tokio::sync::Notify,
     /// Projects marked since the reporter last took the list, each once.
@@ -71,12 +73,20 @@ impl ChangeSignal {
     /// Records that `project`'s counters moved and wakes the reporter if it was not
     /// already told.
     fn mark(&self, project: &ProjectState) {
+        if !self.watched.load(Ordering::Relaxed) {
+            return;
+        }
         if !project.moved.load(Ordering::Relaxed) && !project.moved.swap(true, Ordering::AcqRel) {
             self.moved.lock().push(project.id.clone());
         }
         if !self.pending.load(Ordering::Relaxed) && !self.pending.swap(true, Ordering::AcqRel) {
             self.notify.notify_one();
         }
+    }
+
+    /// From now on, changes are recorded for a reporter (until then nothing is kept).
+    pub fn watch(&self) {
+        self.watched.store(true, Ordering::Relaxed);
     }
 
     /// Takes the projects marked since the last call. Each is marked again only once its
@@ -431,7 +441,12 @@ mod tests {
         let changes = Arc::new(ChangeSignal::default());
         let busy = ProjectState::new(ProjectId("busy".into()), &settings, changes.clone());
         let quiet = ProjectState::new(ProjectId("quiet".into()), &settings, changes.clone());
-        assert!(changes.take_moved().is_empty());
+        busy.count_received();
+        assert!(
+            changes.take_moved().is_empty(),
+            "nothing kept without a reporter"
+        );
+        changes.watch();
         busy.count_received();
         busy.count_delivered(3);
         busy.count_rejected();
@@ -446,7 +461,7 @@ mod tests {
             "not listed again before its counters were read"
         );
         let read = busy.take_stats();
-        assert_eq!((read.messages_received, read.messages_delivered), (2, 3));
+        assert_eq!((read.messages_received, read.messages_delivered), (3, 3));
         busy.count_received();
         quiet.count_received();
         assert_eq!(
