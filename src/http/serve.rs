@@ -65,8 +65,9 @@ pub async fn serve(
             move |mut request: http::Request<hyper::body::Incoming>| {
                 request.extensions_mut().insert(ConnectInfo(peer));
                 let engine = engine
-                    .clone()
-                    .filter(|engine| request.uri().path() == engine.path());
+                    .as_ref()
+                    .filter(|engine| request.uri().path() == engine.path())
+                    .cloned();
                 let mut router = router.clone();
                 async move {
                     match engine {
