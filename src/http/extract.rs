@@ -336,3 +336,34 @@ where
 {
     serde::Deserialize::deserialize(deserializer).map(Some)
 }
+
+/// Like [`nullable`], for a field that must be a JSON object or `null`: serde's derived
+/// structs would also take an array and read its items by position, which no client
+/// means (`"settings": [100, 5]` is refused, not read as two limits).
+pub fn nullable_object<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    struct ObjectOrNull<T>(std::marker::PhantomData<T>);
+
+    impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for ObjectOrNull<T> {
+        type Value = Option<T>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an object or null")
+        }
+
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            T::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Some)
+        }
+    }
+
+    deserializer
+        .deserialize_any(ObjectOrNull(std::marker::PhantomData))
+        .map(Some)
+}

@@ -38,8 +38,9 @@ impl From<PublishError> for ApiError {
 async fn publish(
     State(state): State<AppState>,
     ProjectKey(access): ProjectKey,
-    ApiJson(body): ApiJson<PublishIn>,
+    body: Result<ApiJson<PublishIn>, ApiError>,
 ) -> Result<(StatusCode, Json<PublishOut>), ApiError> {
+    let ApiJson(body) = body.inspect_err(|_| state.realtime.count_malformed_publish(&access))?;
     let delivered_to = state.realtime.publish(&access, &body.message)?;
     Ok((StatusCode::ACCEPTED, Json(PublishOut { delivered_to })))
 }

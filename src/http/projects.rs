@@ -1,7 +1,7 @@
 //! Projects: `/api/v1/projects` CRUD, `regenerate-key` and `stats`, all scoped to the
 //! signed-in user (another user's project answers 404).
 
-use super::extract::{nullable, ApiJson, CurrentUser, NoBody, ProjectPath};
+use super::extract::{nullable, nullable_object, ApiJson, CurrentUser, NoBody, ProjectPath};
 use crate::app::AppState;
 use crate::error::ApiError;
 use crate::platform::secrets::ApiKey;
@@ -86,8 +86,8 @@ struct CreateProjectIn {
 struct UpdateProjectIn {
     #[serde(default, deserialize_with = "nullable")]
     name: Option<Option<String>>,
-    #[serde(default)]
-    settings: Option<SettingsIn>,
+    #[serde(default, deserialize_with = "nullable_object")]
+    settings: Option<Option<SettingsIn>>,
 }
 
 /// Each field: absent = unchanged, `null` = server default, value = override.
@@ -114,15 +114,17 @@ impl TryFrom<UpdateProjectIn> for ProjectPatch {
             Some(None) => return Err(ApiError::InvalidRequest("name cannot be null".into())),
             other => other.flatten(),
         };
-        let settings = body
-            .settings
-            .map_or_else(SettingsPatch::default, |s| SettingsPatch {
+        let settings = match body.settings {
+            None => SettingsPatch::default(),
+            Some(None) => SettingsPatch::reset_all(),
+            Some(Some(s)) => SettingsPatch {
                 max_message_bytes: s.max_message_bytes.into(),
                 messages_per_second: s.messages_per_second.into(),
                 project_messages_per_second: s.project_messages_per_second.into(),
                 max_connections: s.max_connections.into(),
                 allowed_origins: s.allowed_origins.into(),
-            });
+            },
+        };
         Ok(Self { name, settings })
     }
 }

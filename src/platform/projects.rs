@@ -61,6 +61,20 @@ pub struct SettingsPatch {
     pub allowed_origins: Patch<Vec<String>>,
 }
 
+impl SettingsPatch {
+    /// Every setting back to the server's default (`"settings": null`, as in a JSON
+    /// merge patch).
+    pub fn reset_all() -> Self {
+        Self {
+            max_message_bytes: Patch::Reset,
+            messages_per_second: Patch::Reset,
+            project_messages_per_second: Patch::Reset,
+            max_connections: Patch::Reset,
+            allowed_origins: Patch::Reset,
+        }
+    }
+}
+
 /// Changes to a project.
 #[derive(Clone, Debug, Default)]
 pub struct ProjectPatch {

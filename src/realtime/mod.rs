@@ -286,13 +286,29 @@ impl Realtime {
         }))
     }
 
-    /// Broadcasts `message` to every socket of the project's room on every node; returns
-    /// the copies sent here plus the project's live sockets on the other nodes.
-    pub fn publish(&self, access: &ProjectAccess, message: &str) -> Result<u64, PublishError> {
+    /// An HTTP publish with a valid key whose body was not one `{"message": string}`
+    /// (or was over the body limit): received and rejected, as a socket's malformed
+    /// `message` is, so the project's stats count every publish (SPEC §2).
+    pub fn count_malformed_publish(&self, access: &ProjectAccess) {
+        let project = self.publishing_project(access);
+        project.count_received();
+        project.count_rejected();
+        Rejection::InvalidPayload.count();
+    }
+
+    /// The project an HTTP publish goes to, brought up to date with its settings.
+    fn publishing_project(&self, access: &ProjectAccess) -> Arc<ProjectState> {
         let project = self.shared.project(&access.project_id, &access.settings);
         if project.is_provisional() {
             project.apply(&access.settings);
         }
+        project
+    }
+
+    /// Broadcasts `message` to every socket of the project's room on every node; returns
+    /// the copies sent here plus the project's live sockets on the other nodes.
+    pub fn publish(&self, access: &ProjectAccess, message: &str) -> Result<u64, PublishError> {
+        let project = self.publishing_project(access);
         project.count_received();
         let limit = project.max_message_bytes();
         let refused = if message.len() > limit as usize {

@@ -257,6 +257,28 @@ async fn patch_renames_and_merges_settings_and_null_resets() {
     assert_eq!(body["project"]["settings"]["max_message_bytes"], 65536);
     assert_eq!(body["project"]["settings"]["allowed_origins"], json!([]));
     assert_eq!(body["project"]["settings"]["max_connections"], 5);
+    let kept = body;
+
+    // "settings": null resets every setting, as a JSON merge patch would.
+    let body: Value = patch(&app, &user, &project.id, json!({ "settings": null }))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["project"]["settings"]["max_connections"], 10_000);
+    assert_eq!(body["project"]["settings"]["max_message_bytes"], 65536);
+    assert_eq!(body["project"]["name"], "renamed");
+    let body: Value = patch(
+        &app,
+        &user,
+        &project.id,
+        json!({ "settings": kept["project"]["settings"] }),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(body["project"]["settings"], kept["project"]["settings"]);
 
     // Persisted, and the key prefix does not change.
     let shown: Value = app
@@ -304,6 +326,11 @@ async fn invalid_patches_are_rejected_and_change_nothing() {
         json!({ "settings": { "allowed_origins": ["https://example.com/path"] } }),
         json!({ "settings": { "allowed_origins": ["example.com"] } }),
         json!({ "settings": { "allowed_origins": [42] } }),
+        // An array is not read as the settings in order.
+        json!({ "settings": [100, 5] }),
+        json!({ "settings": [null, null, null, null, ["https://b.com"]] }),
+        json!({ "settings": "max_connections=5" }),
+        json!({ "settings": 5 }),
         json!({ "name": "" }),
         json!({ "name": null }),
         json!({ "name": "x".repeat(101) }),
