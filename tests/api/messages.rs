@@ -68,18 +68,12 @@ async fn the_body_must_be_one_string_message() {
         assert_error(response, StatusCode::BAD_REQUEST, "INVALID_REQUEST").await;
     }
     // Each was a publish, refused: counted as received and rejected, nothing delivered.
-    let stats: Value = app
-        .authed(
-            Method::GET,
+    let stats = app
+        .get_json(
             &format!("/api/v1/projects/{}/stats", project.id),
             &user.token,
         )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(stats["messages_received"], 7, "{stats}");
     assert_eq!(stats["messages_rejected"], 7, "{stats}");
     assert_eq!(stats["messages_delivered"], 0, "{stats}");

@@ -94,14 +94,7 @@ async fn project_names_are_validated() {
     }
     let ok = create(json!({ "name": "名".repeat(100) })).await.unwrap();
     assert_eq!(ok.status(), StatusCode::CREATED);
-    let list: Value = app
-        .authed(Method::GET, "/api/v1/projects", &user.token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = app.get_json("/api/v1/projects", &user.token).await;
     assert_eq!(list["projects"].as_array().unwrap().len(), 1);
 }
 
@@ -114,14 +107,7 @@ async fn users_see_only_their_own_projects() {
     let a2 = app.create_project(&alice, "a2").await;
     let b1 = app.create_project(&bob, "b1").await;
 
-    let list: Value = app
-        .authed(Method::GET, "/api/v1/projects", &alice.token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = app.get_json("/api/v1/projects", &alice.token).await;
     let ids: Vec<&str> = list["projects"]
         .as_array()
         .unwrap()
@@ -152,14 +138,7 @@ async fn users_see_only_their_own_projects() {
         )
         .await;
     }
-    let still: Value = app
-        .authed(Method::GET, &theirs, &bob.token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let still: Value = app.get_json(&theirs, &bob.token).await;
     assert_eq!(still["project"], b1.json);
     assert_eq!(
         app.publish(&b1.api_key, "still works").await.status(),
@@ -460,14 +439,7 @@ async fn deleting_a_project_removes_it_and_its_key() {
         "INVALID_API_KEY",
     )
     .await;
-    let list: Value = app
-        .authed(Method::GET, "/api/v1/projects", &user.token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = app.get_json("/api/v1/projects", &user.token).await;
     assert_eq!(list["projects"], json!([]));
 }
 

@@ -108,6 +108,17 @@ impl TestApp {
             .bearer_auth(token)
     }
 
+    /// GETs `path` with the user's token and reads the JSON body (of any status).
+    pub async fn get_json(&self, path: &str, token: &str) -> Value {
+        self.authed(reqwest::Method::GET, path, token)
+            .send()
+            .await
+            .expect("request")
+            .json()
+            .await
+            .expect("json")
+    }
+
     pub async fn signup_raw(&self, email: &str, password: &str) -> Response {
         self.post_json(
             "/api/v1/signup",
