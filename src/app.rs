@@ -24,6 +24,8 @@ use tokio::net::TcpListener;
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// Password hashes that may run at once (each takes ~19 MiB and a core for a while).
 const HASHING_CONCURRENCY: usize = 2;
+/// How long the last counter flush may take at shutdown (SPEC §1: exit within 10 s).
+const COUNTERS_FLUSH: Duration = Duration::from_secs(2);
 /// How long in-flight HTTP requests may take to finish at shutdown.
 const DRAIN: Duration = Duration::from_secs(5);
 
@@ -91,7 +93,7 @@ impl App {
                 max_backlog: config.max_backlog_bytes,
                 cors_origins: config.cors_origins.clone(),
             },
-            directory,
+            directory.clone(),
         );
         let cluster = match &config.redis_url {
             Some(url) => {
@@ -103,7 +105,10 @@ impl App {
                 }
                 Some(Cluster::join(url, &realtime)?)
             }
-            None => None,
+            None => {
+                realtime.keep_counters(directory);
+                None
+            }
         };
         let platform = Platform::new(
             store.clone(),
@@ -176,6 +181,11 @@ impl App {
         };
         let tap = self.state.realtime.websocket_tap();
         http::serve::serve(listener, self.router(), Some(tap), shutdown, DRAIN).await;
+        // A single node's last counter changes go to the database before it closes.
+        let flushed = tokio::time::timeout(COUNTERS_FLUSH, self.state.realtime.flush_counters());
+        if !matches!(flushed.await, Ok(true)) {
+            tracing::warn!("the last message counters could not be stored");
+        }
         self.state.store.close().await;
         tracing::info!("stopped");
         Ok(())

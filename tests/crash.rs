@@ -1,7 +1,8 @@
 //! Crash safety (issue 3): the real binary is SIGKILLed in the middle of a stream of
 //! signups, project creations and key regenerations; restarted on the same SQLite file,
 //! every acknowledged write is there, the database passes `PRAGMA integrity_check`, and
-//! a SIGTERM then stops the server cleanly with exit status 0.
+//! a SIGTERM then stops the server cleanly with exit status 0. A clean restart keeps a
+//! project's message counters (SPEC §2 stats).
 
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
@@ -155,7 +156,7 @@ async fn acknowledged_writes_survive_sigkill() {
     }
     let acked = acked.lock().unwrap().clone();
 
-    let (mut server, base) = start(&url);
+    let (server, base) = start(&url);
     let mut checked_keys = 0;
     for account in &acked {
         let login = client
@@ -202,9 +203,38 @@ async fn acknowledged_writes_survive_sigkill() {
     assert!(checked_keys >= 8, "only {checked_keys} keys checked");
 
     // SIGTERM: clean stop with status 0.
-    let pid = server.id().to_string();
+    stop(server).await;
+
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let (check,): (String,) = sqlx::query_as("PRAGMA integrity_check")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(check, "ok");
+}
+
+/// Posts `body` to `/api/v1/messages` with `key`; returns the status.
+async fn publish(client: &Client, base: &str, key: &str, body: &Value) -> StatusCode {
+    client
+        .post(format!("{base}/api/v1/messages"))
+        .header("X-API-Key", key)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+/// Sends `request` with the JSON `body` and reads the JSON answer.
+async fn post_json(request: reqwest::RequestBuilder, body: Value) -> Value {
+    let response = request.json(&body).send().await.unwrap();
+    response.json().await.unwrap()
+}
+
+/// Stops `server` with SIGTERM and checks it exits with status 0.
+async fn stop(mut server: Child) {
     let status = Command::new("kill")
-        .args(["-TERM", &pid])
+        .args(["-TERM", &server.id().to_string()])
         .status()
         .expect("kill -TERM");
     assert!(status.success());
@@ -213,11 +243,61 @@ async fn acknowledged_writes_survive_sigkill() {
         .unwrap()
         .unwrap();
     assert_eq!(exit.code(), Some(0));
+}
 
-    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
-    let (check,): (String,) = sqlx::query_as("PRAGMA integrity_check")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert_eq!(check, "ok");
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_counters_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("stats.db").display());
+    let client = Client::new();
+    let (server, base) = start(&url);
+    let signup = post_json(
+        client.post(format!("{base}/api/v1/signup")),
+        json!({ "email": "stats@example.com", "password": PASSWORD }),
+    )
+    .await;
+    let token = signup["token"].as_str().unwrap().to_owned();
+    let created = post_json(
+        client
+            .post(format!("{base}/api/v1/projects"))
+            .bearer_auth(&token),
+        json!({ "name": "counted" }),
+    )
+    .await;
+    let key = created["api_key"].as_str().unwrap().to_owned();
+    let stats_path = format!(
+        "/api/v1/projects/{}/stats",
+        created["project"]["id"].as_str().unwrap()
+    );
+    let read_stats = |base: &str| {
+        let request = client
+            .get(format!("{base}{stats_path}"))
+            .bearer_auth(&token);
+        async move {
+            let stats: Value = request.send().await.unwrap().json().await.unwrap();
+            stats
+        }
+    };
+
+    for _ in 0..3 {
+        let accepted = publish(&client, &base, &key, &json!({ "message": "hi" })).await;
+        assert_eq!(accepted, StatusCode::ACCEPTED);
+    }
+    let malformed = publish(&client, &base, &key, &json!({ "message": 5 })).await;
+    assert_eq!(malformed, StatusCode::BAD_REQUEST);
+    let before = read_stats(&base).await;
+    assert_eq!(before["messages_received"], 4, "{before}");
+    assert_eq!(before["messages_rejected"], 1, "{before}");
+    // Stopped at once, before the periodic flush: the shutdown stores the counters.
+    stop(server).await;
+
+    let (server, base) = start(&url);
+    let after = read_stats(&base).await;
+    assert_eq!(after, before, "the counters outlive the process");
+    let accepted = publish(&client, &base, &key, &json!({ "message": "again" })).await;
+    assert_eq!(accepted, StatusCode::ACCEPTED);
+    let more = read_stats(&base).await;
+    assert_eq!(more["messages_received"], 5, "{more}");
+    assert_eq!(more["messages_rejected"], 1, "{more}");
+    stop(server).await;
 }

@@ -233,12 +233,45 @@ async fn projects_are_tenant_scoped(store: &Store) {
     );
 }
 
+async fn message_counters_add_up(store: &Store) {
+    let (owner, _) = new_user(store).await;
+    let (counted, _) = new_project(store, &owner, "counted", 1).await;
+    let (other, _) = new_project(store, &owner, "other", 2).await;
+    let (gone, _) = new_project(store, &owner, "gone", 3).await;
+    assert!(store.delete_project(&owner, &gone).await.unwrap());
+    assert_eq!(
+        store.message_counters(&counted).await.unwrap(),
+        Some([0, 0, 0]),
+        "a new project starts at zero"
+    );
+    let big = u64::try_from(i64::MAX).unwrap() - 10;
+    store
+        .add_message_counters(&[(counted.clone(), [3, 30, 1]), (gone.clone(), [5, 5, 5])])
+        .await
+        .expect("a deleted project is skipped, not an error");
+    store
+        .add_message_counters(&[(counted.clone(), [2, 20, 0]), (other.clone(), [big, 0, 0])])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.message_counters(&counted).await.unwrap(),
+        Some([5, 50, 1])
+    );
+    assert_eq!(
+        store.message_counters(&other).await.unwrap(),
+        Some([big, 0, 0])
+    );
+    assert_eq!(store.message_counters(&gone).await.unwrap(), None);
+    store.add_message_counters(&[]).await.unwrap();
+}
+
 async fn contract(store: &Store) {
     store.migrate().await.expect("migrations apply");
     store.migrate().await.expect("migrations are idempotent");
     store.ping().await.expect("ping");
     users_and_sessions(store).await;
     projects_are_tenant_scoped(store).await;
+    message_counters_add_up(store).await;
 }
 
 #[tokio::test]

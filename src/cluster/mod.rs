@@ -30,6 +30,7 @@ pub mod wire;
 
 use crate::platform::throttle::{SharedAttempts, SharedFuture, ThrottleLimits};
 use crate::platform::types::{ProjectId, ProjectSettings};
+use crate::realtime::counters::{self, FlushedCounters};
 use crate::realtime::{Peers, ProjectStats, Realtime, StatsFuture};
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -139,7 +140,7 @@ struct Inner {
     outbox: mpsc::Sender<Outgoing>,
     peers: Mutex<HashMap<NodeId, PeerView>>,
     /// This node's counters as last added to Redis, per project.
-    flushed: Mutex<HashMap<ProjectId, ProjectStats>>,
+    flushed: Mutex<FlushedCounters>,
     /// The command connection generation whose Redis was checked for this node's marker.
     checked_generation: std::sync::atomic::AtomicU64,
 }
@@ -158,7 +159,7 @@ impl Cluster {
                 link: RedisLink::new(client),
                 outbox,
                 peers: Mutex::new(HashMap::new()),
-                flushed: Mutex::new(HashMap::new()),
+                flushed: Mutex::new(FlushedCounters::default()),
                 checked_generation: std::sync::atomic::AtomicU64::new(0),
             }),
         };
@@ -433,9 +434,8 @@ impl Cluster {
             .arg(MARKER_TTL_SECONDS);
         let mut emptied = false;
         if let Ok(created) = self.inner.link.query::<Option<String>>(&command).await {
-            if created.is_some() && !self.inner.flushed.lock().is_empty() {
+            if created.is_some() && self.inner.flushed.lock().clear() {
                 tracing::warn!("redis lost the shared counters; adding this node's totals again");
-                self.inner.flushed.lock().clear();
                 emptied = true;
             }
             self.inner
@@ -450,56 +450,28 @@ impl Cluster {
     /// for projects not among them (deleted) is forgotten; a flush that failed is
     /// retried then, at the latest.
     async fn flush_counters(&self, counters: &[(ProjectId, Option<ProjectStats>)], all: bool) {
-        let deltas: Vec<(ProjectId, ProjectStats, [u64; 3])> = {
-            let mut flushed = self.inner.flushed.lock();
-            if all {
-                let known: std::collections::HashSet<&ProjectId> = counters
-                    .iter()
-                    .filter(|(_, stats)| stats.is_some())
-                    .map(|(project, _)| project)
-                    .collect();
-                flushed.retain(|project, _| known.contains(project));
-            }
-            counters
-                .iter()
-                .filter_map(|(project, now)| {
-                    let Some(now) = now else {
-                        flushed.remove(project);
-                        return None;
-                    };
-                    let before = flushed.get(project).copied().unwrap_or_default();
-                    let delta = [
-                        now.messages_received
-                            .saturating_sub(before.messages_received),
-                        now.messages_delivered
-                            .saturating_sub(before.messages_delivered),
-                        now.messages_rejected
-                            .saturating_sub(before.messages_rejected),
-                    ];
-                    (delta != [0; 3]).then(|| (project.clone(), *now, delta))
-                })
-                .collect()
-        };
-        if deltas.is_empty() {
+        let pending = self.inner.flushed.lock().pending(counters, all);
+        if pending.is_empty() {
             return;
         }
         let mut pipe = redis::pipe();
-        for (project, _, [received, delivered, rejected]) in &deltas {
-            let key = counters_key(project);
+        for counters in &pending {
+            let [received, delivered, rejected] = counters.delta;
+            let key = counters_key(&counters.project);
             pipe.cmd("HINCRBY")
                 .arg(&key)
                 .arg("received")
-                .arg(*received)
+                .arg(received)
                 .ignore();
             pipe.cmd("HINCRBY")
                 .arg(&key)
                 .arg("delivered")
-                .arg(*delivered)
+                .arg(delivered)
                 .ignore();
             pipe.cmd("HINCRBY")
                 .arg(&key)
                 .arg("rejected")
-                .arg(*rejected)
+                .arg(rejected)
                 .ignore();
             pipe.cmd("EXPIRE")
                 .arg(&key)
@@ -508,10 +480,7 @@ impl Cluster {
         }
         // On failure the deltas stay unflushed and are added once Redis is back.
         if self.inner.link.run(&pipe).await.is_ok() {
-            let mut flushed = self.inner.flushed.lock();
-            for (project, now, _) in deltas {
-                flushed.insert(project, now);
-            }
+            self.inner.flushed.lock().added(pending);
         }
     }
 
@@ -627,23 +596,11 @@ impl Peers for Cluster {
         Box::pin(async move {
             let connections = local.connections + self.connections_elsewhere(project);
             match self.shared_counters(project).await {
-                Ok([received, delivered, rejected]) => {
-                    let flushed = self
-                        .inner
-                        .flushed
-                        .lock()
-                        .get(project)
-                        .copied()
-                        .unwrap_or_default();
-                    let unflushed = |now: u64, then: u64| now.saturating_sub(then);
+                Ok(stored) => {
+                    let unflushed = self.inner.flushed.lock().unflushed(project, &local);
                     ProjectStats {
                         connections,
-                        messages_received: received
-                            + unflushed(local.messages_received, flushed.messages_received),
-                        messages_delivered: delivered
-                            + unflushed(local.messages_delivered, flushed.messages_delivered),
-                        messages_rejected: rejected
-                            + unflushed(local.messages_rejected, flushed.messages_rejected),
+                        ..counters::with_stored(local, stored, unflushed)
                     }
                 }
                 Err(reason) => {

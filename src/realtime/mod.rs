@@ -10,6 +10,7 @@
 //! to the other nodes and reports their connections; what arrives from them comes back
 //! in through the `*_from_peer` methods and [`Realtime::revalidate`].
 
+pub mod counters;
 mod handler;
 mod project;
 
@@ -18,6 +19,7 @@ use crate::engine::{
 };
 use crate::platform::types::{Limits, ProjectId, ProjectSettings};
 use bytes::Bytes;
+use counters::{CounterStore, KeptCounters};
 use handler::{Client, Rejection, RoomcastHandler};
 use parking_lot::RwLock;
 pub use project::ChangeSignal;
@@ -143,6 +145,8 @@ pub(crate) struct Shared {
     peers: OnceLock<Arc<dyn Peers>>,
     /// Raised whenever a project's counters move (the cluster reports them).
     changes: Arc<ChangeSignal>,
+    /// A single node's counters in the database, once [`Realtime::keep_counters`] ran.
+    kept: OnceLock<Arc<KeptCounters>>,
 }
 
 impl Shared {
@@ -237,6 +241,7 @@ impl Realtime {
             namespace: OnceLock::new(),
             peers: OnceLock::new(),
             changes: Arc::default(),
+            kept: OnceLock::new(),
         });
         let cors = if config.cors_origins.is_empty() {
             Cors::AnyOrigin
@@ -506,6 +511,26 @@ impl Realtime {
         }
     }
 
+    /// On a single node: keeps the projects' cumulative message counters in `store`
+    /// from now on (a task adds what moved every few seconds; [`Self::flush_counters`]
+    /// adds the rest at shutdown), so stats survive a restart. Set once, before serving.
+    pub fn keep_counters(&self, store: Arc<dyn CounterStore>) {
+        let kept = Arc::new(KeptCounters::new(store));
+        if self.shared.kept.set(kept.clone()).is_err() {
+            tracing::warn!("counters kept twice; keeping the first");
+            return;
+        }
+        tokio::spawn(kept.run(self.clone()));
+    }
+
+    /// Adds every counter not yet stored to the store (at shutdown); false when it failed.
+    pub async fn flush_counters(&self) -> bool {
+        match self.shared.kept.get() {
+            Some(kept) => kept.flush(self, true).await,
+            None => true,
+        }
+    }
+
     /// The project's counters, cluster-wide.
     pub async fn stats(&self, project_id: &ProjectId) -> ProjectStats {
         let local = self
@@ -515,8 +540,11 @@ impl Realtime {
             .get(project_id)
             .map(|p| p.stats())
             .unwrap_or_default();
-        match self.shared.peers.get() {
-            Some(peers) => peers.cluster_stats(project_id, local).await,
+        if let Some(peers) = self.shared.peers.get() {
+            return peers.cluster_stats(project_id, local).await;
+        }
+        match self.shared.kept.get() {
+            Some(kept) => kept.stats(project_id, local).await,
             None => local,
         }
     }

@@ -245,4 +245,45 @@ impl Store {
             .await?);
         row.map(ProjectRecord::try_from).transpose()
     }
+
+    /// Adds message counter deltas (received, delivered, rejected) to projects, in one
+    /// transaction; deleted projects are skipped.
+    pub async fn add_message_counters(
+        &self,
+        deltas: &[(ProjectId, [u64; 3])],
+    ) -> Result<(), StoreError> {
+        const SQL: &str = "UPDATE projects SET messages_received = messages_received + $2, \
+             messages_delivered = messages_delivered + $3, \
+             messages_rejected = messages_rejected + $4 WHERE id = $1";
+        let to_i64 = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
+        on_pool!(self, pool => {
+            let mut transaction = pool.begin().await?;
+            for (id, [received, delivered, rejected]) in deltas {
+                sqlx::query(SQL)
+                    .bind(id.as_str())
+                    .bind(to_i64(*received))
+                    .bind(to_i64(*delivered))
+                    .bind(to_i64(*rejected))
+                    .execute(&mut *transaction)
+                    .await?;
+            }
+            transaction.commit().await?
+        });
+        Ok(())
+    }
+
+    /// A project's stored message counters (received, delivered, rejected); `None` when
+    /// the project does not exist.
+    pub async fn message_counters(&self, id: &ProjectId) -> Result<Option<[u64; 3]>, StoreError> {
+        const SQL: &str = "SELECT messages_received, messages_delivered, messages_rejected \
+             FROM projects WHERE id = $1";
+        let row = on_pool!(self, pool => sqlx::query_as::<_, (i64, i64, i64)>(SQL)
+            .bind(id.as_str())
+            .fetch_optional(pool)
+            .await?);
+        let to_u64 = |value: i64| u64::try_from(value).unwrap_or(0);
+        Ok(row.map(|(received, delivered, rejected)| {
+            [to_u64(received), to_u64(delivered), to_u64(rejected)]
+        }))
+    }
 }
