@@ -117,11 +117,16 @@ for (const mode of MODES) {
       r.sender.emit("chat", "hi");
       r.sender.emit("error", "spoofed");
       r.sender.emit("Message", "case matters");
-      const errors = await r.errors.until(3);
+      // socket.io-client sends a number as the event name as is (`42[1,"x"]`).
+      r.sender.emit(1, "numbered");
+      const errors = await r.errors.until(4);
       for (const error of errors) assertError(error, "UNKNOWN_EVENT");
       const ack = await emitWithAck(r.sender, 5_000, "typing", { on: true });
       assert.equal(ack[0].ok, false);
       assertError(ack[0].error, "UNKNOWN_EVENT");
+      const numberedAck = await emitWithAck(r.sender, 5_000, 2, "x");
+      assertError(numberedAck[0].error, "UNKNOWN_EVENT");
+      assert.equal(r.sender.connected, true, "the connection stays up");
       assert.deepEqual(await r.sentinel(), [["message", "sentinel 1"]]);
     });
 

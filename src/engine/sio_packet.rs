@@ -156,8 +156,14 @@ pub fn parse(text: &str) -> Result<Packet<'_>, ParseError> {
             if args.is_empty() {
                 return Err(ParseError::InvalidPayload);
             }
-            let name: Cow<'_, str> =
-                serde_json::from_str(args[0].get()).map_err(|_| ParseError::InvalidPayload)?;
+            // The reference parser takes a number as an event name too (`emit(1, …)`);
+            // it arrives as its decimal text, an event like any other unknown one.
+            let name: Cow<'_, str> = match serde_json::from_str(args[0].get()) {
+                Ok(name) => name,
+                Err(_) => serde_json::from_str::<serde_json::Number>(args[0].get())
+                    .map(|number| Cow::Owned(number.to_string()))
+                    .map_err(|_| ParseError::InvalidPayload)?,
+            };
             if RESERVED_EVENTS.contains(&name.as_ref()) {
                 return Err(ParseError::InvalidPayload);
             }
@@ -319,6 +325,15 @@ mod tests {
     }
 
     #[test]
+    fn a_number_is_an_event_name() {
+        let p = parse(r#"27[1,"x"]"#).unwrap();
+        assert_eq!(p.event.as_deref(), Some("1"));
+        assert_eq!(p.ack_id, Some(7));
+        assert_eq!(p.args.len(), 1);
+        assert_eq!(parse("2[-2.5]").unwrap().event.as_deref(), Some("-2.5"));
+    }
+
+    #[test]
     fn refuses_every_malformed_class() {
         for (text, error) in [
             ("", ParseError::Empty),
@@ -328,7 +343,8 @@ mod tests {
             ("2{}", ParseError::InvalidPayload),
             ("2", ParseError::InvalidPayload),
             ("2[]", ParseError::InvalidPayload),
-            ("2[1]", ParseError::InvalidPayload),
+            ("2[null]", ParseError::InvalidPayload),
+            ("2[[1]]", ParseError::InvalidPayload),
             (r#"2abc["message-with-ack",1]"#, ParseError::InvalidPayload),
             (r#"2["connect"]"#, ParseError::InvalidPayload),
             (r#"2["a""#, ParseError::InvalidPayload),
