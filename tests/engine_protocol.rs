@@ -1140,13 +1140,8 @@ async fn events_and_acks(server: &mut Server, client: &mut impl EioClient) {
 }
 on_both_transports!(events_and_acks, config());
 
-/// `socket.disconnect()` on the server: the client gets `41`, then the transport closes
-/// (it was the only namespace).
-async fn server_disconnect(server: &mut Server, client: &mut impl EioClient) {
-    let id = sio_connect(client, "40").await;
-    client.send(r#"42["bye"]"#).await;
-    assert_eq!(client.recv().await, text("41"));
-    client.expect_closed().await;
+/// The server saw socket `id` leave by its own `disconnect()`.
+async fn assert_server_disconnected(server: &mut Server, id: String) {
     let gone = server
         .observe("the server disconnect", |o| {
             matches!(o, Observed::Disconnected { .. })
@@ -1160,7 +1155,29 @@ async fn server_disconnect(server: &mut Server, client: &mut impl EioClient) {
         }
     );
 }
+
+/// `socket.disconnect()` on the server: the client gets `41`, then the transport closes
+/// (it was the only namespace).
+async fn server_disconnect(server: &mut Server, client: &mut impl EioClient) {
+    let id = sio_connect(client, "40").await;
+    client.send(r#"42["bye"]"#).await;
+    assert_eq!(client.recv().await, text("41"));
+    client.expect_closed().await;
+    assert_server_disconnected(server, id).await;
+}
 on_both_transports!(server_disconnect, config());
+
+/// The same from another task while the connection is idle, with an event queued just
+/// before: both arrive, then the transport closes (a WebSocket once left it open).
+async fn server_disconnect_from_elsewhere(server: &mut Server, client: &mut impl EioClient) {
+    let id = sio_connect(client, "40").await;
+    client.send(r#"42["bye-later"]"#).await;
+    assert_eq!(client.recv().await, text(r#"42["farewell"]"#));
+    assert_eq!(client.recv().await, text("41"));
+    client.expect_closed().await;
+    assert_server_disconnected(server, id).await;
+}
+on_both_transports!(server_disconnect_from_elsewhere, config());
 
 fn binary_config(policy: BinaryPolicy) -> SioConfig {
     let mut config = config();

@@ -837,6 +837,7 @@ impl<A: EioApp> EngineIo<A> {
             }
             // Move queued frames to the socket (only once this WebSocket carries the
             // session). While this task holds frames, `send_now` queues behind them.
+            let mut closing = None;
             if !probing {
                 match conn.take_queued(session, false) {
                     WriterTurn::Closed => {
@@ -844,14 +845,15 @@ impl<A: EioApp> EngineIo<A> {
                         let _ = conn.tcp.try_write(&ws::close_frame(1000));
                         return Ok(());
                     }
-                    WriterTurn::Open { closing, .. } => {
+                    WriterTurn::Open { closing: due, .. } => {
                         if conn.pending.is_empty() {
-                            if let Some(reason) = closing {
+                            if let Some(reason) = due {
                                 session.close(reason);
                                 let _ = conn.tcp.try_write(&ws::close_frame(1000));
                                 return Ok(());
                             }
                         }
+                        closing = due;
                     }
                 }
             }
@@ -862,8 +864,15 @@ impl<A: EioApp> EngineIo<A> {
                 }
             }
             conn.flush().map_err(|_| WsEnd::Io)?;
-            if !probing && conn.pending.is_empty() && !session.release_writer() {
-                continue; // more was queued while we wrote
+            if !probing && conn.pending.is_empty() {
+                if !session.release_writer() {
+                    continue; // more was queued while we wrote
+                }
+                if closing.is_some() {
+                    // The last frames before a graceful close are out: close now. Nothing
+                    // else may wake this task (the close's wake-up was spent taking them).
+                    continue;
+                }
             }
             let want_write = !conn.pending.is_empty();
             tokio::select! {

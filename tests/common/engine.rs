@@ -184,6 +184,16 @@ impl Handler for TestHandler {
                 }
             }
             "bye" => socket.disconnect(),
+            // A disconnect from outside the connection's own task (as a key revocation
+            // from an HTTP request is), after an event queued just before it.
+            "bye-later" => {
+                let socket = socket.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    socket.emit("farewell", &[], &[]);
+                    socket.disconnect();
+                });
+            }
             _ => {}
         }
     }
