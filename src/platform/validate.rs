@@ -21,7 +21,16 @@ pub fn email(raw: &str) -> Result<String, String> {
     let Some((local, domain)) = email.split_once('@') else {
         return bad();
     };
-    if local.is_empty() || local.len() > 64 || local.contains('@') {
+    // The local part is a dot-atom (RFC 5322, with RFC 6531's non-ASCII letters):
+    // no quoting, no `,;<>()[]\"`, and dots only between characters.
+    let atext = |c: char| c.is_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c);
+    if local.is_empty()
+        || local.len() > 64
+        || local.starts_with('.')
+        || local.ends_with('.')
+        || local.contains("..")
+        || !local.chars().all(|c| c == '.' || atext(c))
+    {
         return bad();
     }
     let labels: Vec<&str> = domain.split('.').collect();
@@ -59,7 +68,26 @@ pub fn project_name(raw: &str) -> Result<String, String> {
     if name.chars().any(char::is_control) {
         return Err("name must not contain control characters".to_owned());
     }
+    if name.chars().any(is_bidi_control) {
+        return Err("name must not contain text-direction controls".to_owned());
+    }
+    if name.chars().all(|c| c.is_whitespace() || is_invisible(c)) {
+        return Err("name must have a visible character".to_owned());
+    }
     Ok(name.to_owned())
+}
+
+/// Unicode's explicit text-direction controls (embeddings, overrides, isolates and the
+/// marks): in a name they can make the text shown elsewhere read backwards.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}')
+}
+
+/// Characters that take no space when shown (zero-width spaces and joiners, word
+/// joiners, invisible operators, the byte order mark, the soft hyphen): a name of only
+/// these would look empty.
+fn is_invisible(c: char) -> bool {
+    matches!(c, '\u{200B}'..='\u{200D}' | '\u{2060}'..='\u{2064}' | '\u{FEFF}' | '\u{00AD}' | '\u{180E}')
 }
 
 /// Checks a browser origin `scheme://host[:port]` (http or https, no path, query or user
@@ -148,10 +176,28 @@ mod tests {
             "ada@@example.com",
             "ada@-x.com",
             "ada@x..com",
+            "a,b@example.com",
+            "a<b>@example.com",
+            "a(b)@example.com",
+            "a;b@example.com",
+            "a\"b@example.com",
+            "a\\b@example.com",
+            "a..b@example.com",
+            ".a@example.com",
+            "a.@example.com",
+            "[a]@example.com",
         ] {
             assert!(email(bad).is_err(), "{bad}");
         }
         assert!(email(&format!("{}@example.com", "a".repeat(65))).is_err());
+        for good in [
+            "first.last@example.com",
+            "o'hara+tag@example.com",
+            "x_y-z!#$%&*/=?^`{|}~@example.com",
+            "δοκιμή@παράδειγμα.δοκιμή",
+        ] {
+            assert_eq!(email(good).as_deref(), Ok(good), "{good}");
+        }
     }
 
     #[test]
@@ -169,6 +215,20 @@ mod tests {
         assert!(project_name(&"名".repeat(100)).is_ok());
         assert!(project_name(&"名".repeat(101)).is_err());
         assert!(project_name("a\nb").is_err());
+        assert!(project_name("\u{200B}\u{200B}").is_err(), "looks empty");
+        assert!(project_name(" \u{FEFF}\u{2060} ").is_err(), "looks empty");
+        assert!(project_name("\u{202E}evil").is_err(), "reads backwards");
+        assert!(project_name("a\u{2066}b").is_err());
+        assert_eq!(
+            project_name("a\u{200D}b").as_deref(),
+            Ok("a\u{200D}b"),
+            "a joiner inside is fine"
+        );
+        assert_eq!(
+            project_name("שלום chat").as_deref(),
+            Ok("שלום chat"),
+            "right-to-left text is fine"
+        );
     }
 
     #[test]
