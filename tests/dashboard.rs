@@ -425,6 +425,8 @@ async fn project_forms_show_inline_errors_and_keep_the_input() {
     assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
     page.assert_invalid("max_message_bytes", "whole number");
     page.assert_valid("messages_per_second");
+    // The boxes that did parse are checked too: every mistake shows at once.
+    page.assert_invalid("allowed_origins", "not an origin like");
     assert!(page
         .control("max_message_bytes")
         .contains(r#"value="lots""#));
@@ -438,6 +440,16 @@ async fn project_forms_show_inline_errors_and_keep_the_input() {
     let page = browser.post(&path, &over).await;
     page.assert_invalid("max_message_bytes", "between 1 and 65536");
     assert!(page.control("max_message_bytes").contains("99999999"));
+
+    let mut word_and_zero = settings;
+    word_and_zero[4] = ("max_connections", "0");
+    let page = browser.post(&path, &word_and_zero).await;
+    page.assert_invalid("max_message_bytes", "whole number");
+    page.assert_invalid("max_connections", "Must be between 1 and 10000");
+    // Each message is worded for its box, not with the API's field names.
+    for raw in ["Max_connections", "settings.", "Allowed_origins:"] {
+        assert!(!page.body.contains(raw), "{raw} shown");
+    }
 
     let mut zero = settings;
     zero[1] = ("max_message_bytes", "");

@@ -16,10 +16,11 @@ use crate::app::AppState;
 use crate::platform::secrets::ApiKey;
 use crate::platform::types::Limits;
 use crate::platform::{
-    validate, Patch, PlatformError, Project, ProjectPatch, SettingsPatch,
+    merge_settings, validate, Patch, PlatformError, Project, ProjectPatch, SettingsPatch,
     SETTINGS_PROBLEM_SEPARATOR,
 };
 use crate::realtime::{ProjectAccess, PublishError};
+use crate::store::SettingsOverrides;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -335,6 +336,30 @@ fn parse_limit(raw: &str) -> Result<Patch<i64>, String> {
         .map_err(|_| "Enter a whole number, or leave it blank for the server default.".into())
 }
 
+/// Puts each problem the platform named ("settings.<field> …", see
+/// [`merge_settings`]) under its box, worded for that box (the field's name is its
+/// label already). A box keeps the error of its own parsing, if it had one.
+fn mark_setting_problems(fields: &mut SettingsForm, messages: &str) {
+    for message in messages.split(SETTINGS_PROBLEM_SEPARATOR) {
+        let field = [
+            &mut fields.max_message_bytes,
+            &mut fields.messages_per_second,
+            &mut fields.project_messages_per_second,
+            &mut fields.max_connections,
+            &mut fields.allowed_origins,
+        ]
+        .into_iter()
+        .find(|field| message.starts_with(&format!("settings.{}", field.id)));
+        let Some(field) = field else { continue };
+        if field.error.is_some() {
+            continue;
+        }
+        let prefix = format!("settings.{}", field.id);
+        let rest = message[prefix.len()..].trim_start_matches([':', ' ']);
+        field.error = Some(sentence(rest));
+    }
+}
+
 /// `POST /projects/{id}/settings`.
 pub async fn settings(
     State(state): State<AppState>,
@@ -395,7 +420,15 @@ pub async fn settings(
         Patch::Set(origins)
     };
 
-    if !invalid {
+    if invalid {
+        // Check the boxes that did parse too, so every mistake shows at once.
+        let scratch = &mut SettingsOverrides::default();
+        if let Err(PlatformError::Invalid(messages)) =
+            merge_settings(scratch, parsed, state.platform.limits())
+        {
+            mark_setting_problems(&mut fields, &messages);
+        }
+    } else {
         let patch = ProjectPatch {
             name: None,
             settings: parsed,
@@ -407,19 +440,7 @@ pub async fn settings(
         {
             Ok(project) => return Ok(back_to(project.id.as_str(), "saved")),
             Err(PlatformError::Invalid(messages)) => {
-                // The platform names each setting it refused ("settings.<field> …").
-                for message in messages.split(SETTINGS_PROBLEM_SEPARATOR) {
-                    let field = [
-                        &mut fields.max_message_bytes,
-                        &mut fields.messages_per_second,
-                        &mut fields.project_messages_per_second,
-                        &mut fields.max_connections,
-                    ]
-                    .into_iter()
-                    .find(|field| message.starts_with(&format!("settings.{} ", field.id)))
-                    .unwrap_or(&mut fields.allowed_origins);
-                    field.error = Some(sentence(message));
-                }
+                mark_setting_problems(&mut fields, &messages);
             }
             Err(other) => return Err(other.into()),
         }

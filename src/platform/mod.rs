@@ -15,7 +15,9 @@ pub mod validate;
 
 pub use accounts::User;
 pub use directory::StoreDirectory;
-pub use projects::{Patch, Project, ProjectPatch, SettingsPatch, SETTINGS_PROBLEM_SEPARATOR};
+pub use projects::{
+    merge_settings, Patch, Project, ProjectPatch, SettingsPatch, SETTINGS_PROBLEM_SEPARATOR,
+};
 
 use crate::realtime::Realtime;
 use crate::store::{Store, StoreError};

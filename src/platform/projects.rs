@@ -2,7 +2,7 @@
 //! rotation and deletion (both revoke the old key on the realtime side at once).
 
 use super::secrets::ApiKey;
-use super::types::{ProjectId, ProjectSettings};
+use super::types::{Limits, ProjectId, ProjectSettings};
 use super::{now_ms, validate, Platform, PlatformError, User};
 use crate::realtime::ProjectStats;
 use crate::store::{NewProject, ProjectRecord, SettingsOverrides};
@@ -136,6 +136,63 @@ fn normalize_origins(origins: &[String]) -> Result<Vec<String>, String> {
     Ok(normalized)
 }
 
+/// Merges `s` into a project's `own` overrides, checking each setting against the
+/// server's `limits`. Every refused setting is reported, not just the first (joined by
+/// [`SETTINGS_PROBLEM_SEPARATOR`], each starting `settings.<field>`), so a form can mark
+/// each; `own` is then partly merged and must not be saved.
+pub fn merge_settings(
+    own: &mut SettingsOverrides,
+    s: SettingsPatch,
+    limits: &Limits,
+) -> Result<(), PlatformError> {
+    let mut problems = Vec::new();
+    for (target, patch, field, ceiling) in [
+        (
+            &mut own.max_message_bytes,
+            s.max_message_bytes,
+            "max_message_bytes",
+            limits.max_message_bytes,
+        ),
+        (
+            &mut own.messages_per_second,
+            s.messages_per_second,
+            "messages_per_second",
+            limits.messages_per_second,
+        ),
+        (
+            &mut own.project_messages_per_second,
+            s.project_messages_per_second,
+            "project_messages_per_second",
+            limits.project_messages_per_second,
+        ),
+        (
+            &mut own.max_connections,
+            s.max_connections,
+            "max_connections",
+            limits.max_connections,
+        ),
+    ] {
+        if let Err(PlatformError::Invalid(problem)) = merge_limit(target, patch, field, ceiling) {
+            problems.push(problem);
+        }
+    }
+    match s.allowed_origins {
+        Patch::Keep => {}
+        Patch::Reset => own.allowed_origins = None,
+        Patch::Set(origins) => match normalize_origins(&origins) {
+            Ok(normalized) => own.allowed_origins = Some(normalized),
+            Err(problem) => problems.push(problem),
+        },
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(PlatformError::Invalid(
+            problems.join(SETTINGS_PROBLEM_SEPARATOR),
+        ))
+    }
+}
+
 impl Platform {
     fn to_project(&self, record: ProjectRecord) -> Project {
         Project {
@@ -208,55 +265,7 @@ impl Platform {
         if let Some(name) = patch.name {
             record.name = validate::project_name(&name).map_err(PlatformError::Invalid)?;
         }
-        let limits = self.limits().clone();
-        let own = &mut record.overrides;
-        let s = patch.settings;
-        // Every refused setting is reported, not just the first, so a form can mark each.
-        let mut problems = Vec::new();
-        for (target, patch, field, ceiling) in [
-            (
-                &mut own.max_message_bytes,
-                s.max_message_bytes,
-                "max_message_bytes",
-                limits.max_message_bytes,
-            ),
-            (
-                &mut own.messages_per_second,
-                s.messages_per_second,
-                "messages_per_second",
-                limits.messages_per_second,
-            ),
-            (
-                &mut own.project_messages_per_second,
-                s.project_messages_per_second,
-                "project_messages_per_second",
-                limits.project_messages_per_second,
-            ),
-            (
-                &mut own.max_connections,
-                s.max_connections,
-                "max_connections",
-                limits.max_connections,
-            ),
-        ] {
-            if let Err(PlatformError::Invalid(problem)) = merge_limit(target, patch, field, ceiling)
-            {
-                problems.push(problem);
-            }
-        }
-        match s.allowed_origins {
-            Patch::Keep => {}
-            Patch::Reset => own.allowed_origins = None,
-            Patch::Set(origins) => match normalize_origins(&origins) {
-                Ok(normalized) => own.allowed_origins = Some(normalized),
-                Err(problem) => problems.push(problem),
-            },
-        }
-        if !problems.is_empty() {
-            return Err(PlatformError::Invalid(
-                problems.join(SETTINGS_PROBLEM_SEPARATOR),
-            ));
-        }
+        merge_settings(&mut record.overrides, patch.settings, self.limits())?;
         let updated = self
             .inner
             .store
