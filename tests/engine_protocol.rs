@@ -375,36 +375,43 @@ async fn cors_headers_follow_the_policy() {
         origin: &'static str,
         allow_origin: Option<&'static str>,
         credentials: bool,
+        /// The answer depends on `Origin` (allowed or not), so caches must key on it.
+        varies: bool,
     }
     let cases = [
         Case {
             cors: Cors::Wildcard,
             origin: ORIGIN,
             allow_origin: Some("*"),
+            varies: false,
             credentials: false,
         },
         Case {
             cors: Cors::AnyOrigin,
             origin: ORIGIN,
             allow_origin: Some(ORIGIN),
+            varies: true,
             credentials: true,
         },
         Case {
             cors: Cors::List(vec!["https://other.example".into(), ORIGIN.into()]),
             origin: ORIGIN,
             allow_origin: Some(ORIGIN),
+            varies: true,
             credentials: true,
         },
         Case {
             cors: Cors::List(vec!["https://other.example".into()]),
             origin: ORIGIN,
             allow_origin: None,
+            varies: true,
             credentials: false,
         },
         Case {
             cors: Cors::Disabled,
             origin: ORIGIN,
             allow_origin: None,
+            varies: false,
             credentials: false,
         },
     ];
@@ -429,6 +436,15 @@ async fn cors_headers_follow_the_policy() {
             assert_eq!(
                 credentials, case.credentials,
                 "{label}: {what}: Access-Control-Allow-Credentials"
+            );
+            let vary = headers
+                .get("vary")
+                .map(|v| v.to_str().unwrap_or_default().to_owned())
+                .unwrap_or_default();
+            assert_eq!(
+                vary.contains("Origin"),
+                case.varies,
+                "{label}: {what}: Vary {vary:?}"
             );
         };
 
@@ -477,6 +493,13 @@ async fn cors_headers_follow_the_policy() {
                 "{label}: allowed methods {methods}"
             );
             assert_eq!(headers["access-control-allow-headers"], "content-type");
+        }
+        if case.varies {
+            let vary = preflight.headers()["vary"].to_str().unwrap_or_default();
+            assert!(
+                vary.contains("Access-Control-Request-Headers"),
+                "{label}: the preflight echoes the requested headers: Vary {vary:?}"
+            );
         }
 
         // No Origin, no CORS headers.

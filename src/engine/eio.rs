@@ -366,7 +366,8 @@ impl<A: EioApp> EngineIo<A> {
 
     /// Answers one HTTP request addressed to the engine's path.
     pub async fn handle(&self, request: Request<Body>) -> Response<Body> {
-        let cors = cors_headers(&self.inner.config.cors, request.headers());
+        let preflight = request.method() == Method::OPTIONS;
+        let cors = cors_headers(&self.inner.config.cors, request.headers(), preflight);
         let mut response = self.route(request).await;
         response.headers_mut().extend(cors);
         response
@@ -1235,9 +1236,23 @@ fn html_ok() -> Response<Body> {
     response
 }
 
-fn cors_headers(cors: &Cors, request: &HeaderMap) -> HeaderMap {
+/// The CORS headers of a browser's request (one with `Origin`; others get none, so the
+/// long-polling path of non-browser clients allocates no header map). When the origin
+/// decides the answer (allowed or not), it says so in `Vary`, as a preflight does on
+/// the headers it echoes, so that no cache hands one origin's answer to another.
+fn cors_headers(cors: &Cors, request: &HeaderMap, preflight: bool) -> HeaderMap {
     let mut out = HeaderMap::new();
     let origin = request.get(header::ORIGIN);
+    if origin.is_some() && matches!(cors, Cors::AnyOrigin | Cors::List(_)) {
+        out.insert(
+            header::VARY,
+            HeaderValue::from_static(if preflight {
+                "Origin, Access-Control-Request-Headers"
+            } else {
+                "Origin"
+            }),
+        );
+    }
     let allow = match (cors, origin) {
         (Cors::Disabled, _) | (_, None) => return out,
         (Cors::Wildcard, Some(_)) => {
@@ -1259,7 +1274,6 @@ fn cors_headers(cors: &Cors, request: &HeaderMap) -> HeaderMap {
             header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
             HeaderValue::from_static("true"),
         );
-        out.insert(header::VARY, HeaderValue::from_static("Origin"));
     }
     out
 }
