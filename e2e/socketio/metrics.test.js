@@ -106,9 +106,9 @@ test("connections, messages, refusals and handshake failures are counted as they
     'roomcast_handshake_failures_total{code="INVALID_API_KEY"}': 1,
     'roomcast_handshake_failures_total{code="API_KEY_REQUIRED"}': 1,
   });
-  // The one socket message that was broadcast went down the message path.
-  assert.equal(series.get("roomcast_message_path_seconds_count"), 1);
-  assert.equal(series.get('roomcast_message_path_seconds_bucket{le="+Inf"}'), 1);
+  // The socket message and the HTTP publish that were broadcast went down the message path.
+  assert.equal(series.get("roomcast_message_path_seconds_count"), 2);
+  assert.equal(series.get('roomcast_message_path_seconds_bucket{le="+Inf"}'), 2);
   assert.ok(series.get("roomcast_message_path_seconds_sum") > 0);
 
   const gone = next(polling, "disconnect");

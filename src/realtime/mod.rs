@@ -313,6 +313,7 @@ impl Realtime {
     /// Broadcasts `message` to every socket of the project's room on every node; returns
     /// the copies sent here plus the project's live sockets on the other nodes.
     pub fn publish(&self, access: &ProjectAccess, message: &str) -> Result<u64, PublishError> {
+        let arrived = Instant::now();
         let project = self.publishing_project(access);
         project.count_received();
         let limit = project.max_message_bytes();
@@ -343,6 +344,9 @@ impl Realtime {
         if project.has_watchers() {
             project.feed(message.into());
         }
+        // The message path's latency covers HTTP publishes too (SPEC §1).
+        metrics::histogram!("roomcast_message_path_seconds")
+            .record(arrived.elapsed().as_secs_f64());
         Ok(delivered + self.shared.connections_elsewhere(&project.id))
     }
 
