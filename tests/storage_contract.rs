@@ -263,6 +263,19 @@ async fn message_counters_add_up(store: &Store) {
     );
     assert_eq!(store.message_counters(&gone).await.unwrap(), None);
     store.add_message_counters(&[]).await.unwrap();
+    // More projects than one statement takes.
+    let mut many = Vec::new();
+    for n in 0..260 {
+        let (id, _) = new_project(store, &owner, &format!("many {n}"), 10 + n).await;
+        many.push((id, [n as u64, 1, 0]));
+    }
+    store.add_message_counters(&many).await.unwrap();
+    for (id, [received, ..]) in [&many[0], &many[249], &many[250], &many[259]] {
+        assert_eq!(
+            store.message_counters(id).await.unwrap(),
+            Some([*received, 1, 0])
+        );
+    }
 }
 
 async fn contract(store: &Store) {

@@ -115,6 +115,38 @@ impl TryFrom<ProjectRow> for ProjectRecord {
     }
 }
 
+/// Projects updated by one statement of [`Store::add_message_counters`] (4 parameters
+/// each, far below either backend's limit).
+const COUNTER_ROWS_PER_STATEMENT: usize = 250;
+
+/// `UPDATE … FROM (VALUES …)` adding `rows` projects' deltas, written once for both
+/// backends: a `VALUES` list's columns are `column1`… in SQLite and PostgreSQL alike,
+/// and `CAST` (not `::`) types the parameters in both.
+fn add_counters_sql(rows: usize) -> String {
+    use std::fmt::Write;
+    let mut sql = String::from(
+        "UPDATE projects SET messages_received = messages_received + v.column2, \
+         messages_delivered = messages_delivered + v.column3, \
+         messages_rejected = messages_rejected + v.column4 FROM (VALUES ",
+    );
+    for row in 0..rows {
+        let n = row * 4;
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        let _ = write!(
+            sql,
+            "(CAST(${} AS TEXT), CAST(${} AS BIGINT), CAST(${} AS BIGINT), CAST(${} AS BIGINT))",
+            n + 1,
+            n + 2,
+            n + 3,
+            n + 4
+        );
+    }
+    sql.push_str(") AS v WHERE projects.id = v.column1");
+    sql
+}
+
 fn origins_json(overrides: &SettingsOverrides) -> Option<String> {
     overrides
         .allowed_origins
@@ -247,25 +279,28 @@ impl Store {
     }
 
     /// Adds message counter deltas (received, delivered, rejected) to projects, in one
-    /// transaction; deleted projects are skipped.
+    /// transaction; deleted projects are skipped. One statement per
+    /// [`COUNTER_ROWS_PER_STATEMENT`] projects, not one per project: a node with a
+    /// thousand busy projects flushes every few seconds, and on SQLite each statement
+    /// is a round trip to the connection's thread.
     pub async fn add_message_counters(
         &self,
         deltas: &[(ProjectId, [u64; 3])],
     ) -> Result<(), StoreError> {
-        const SQL: &str = "UPDATE projects SET messages_received = messages_received + $2, \
-             messages_delivered = messages_delivered + $3, \
-             messages_rejected = messages_rejected + $4 WHERE id = $1";
         let to_i64 = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
         on_pool!(self, pool => {
             let mut transaction = pool.begin().await?;
-            for (id, [received, delivered, rejected]) in deltas {
-                sqlx::query(SQL)
-                    .bind(id.as_str())
-                    .bind(to_i64(*received))
-                    .bind(to_i64(*delivered))
-                    .bind(to_i64(*rejected))
-                    .execute(&mut *transaction)
-                    .await?;
+            for chunk in deltas.chunks(COUNTER_ROWS_PER_STATEMENT) {
+                let sql = add_counters_sql(chunk.len());
+                let mut query = sqlx::query(&sql);
+                for (id, [received, delivered, rejected]) in chunk {
+                    query = query
+                        .bind(id.as_str())
+                        .bind(to_i64(*received))
+                        .bind(to_i64(*delivered))
+                        .bind(to_i64(*rejected));
+                }
+                query.execute(&mut *transaction).await?;
             }
             transaction.commit().await?
         });
