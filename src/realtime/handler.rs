@@ -222,9 +222,6 @@ fn decoded_len(literal: &str) -> Option<usize> {
 /// roomcast's Socket.IO handler.
 pub struct RoomcastHandler {
     pub(super) shared: Arc<Shared>,
-    /// Time from a message's arrival to its broadcast being queued (a handle kept so the
-    /// hot path does no registry lookup).
-    pub(super) path_latency: metrics::Histogram,
 }
 
 impl RoomcastHandler {
@@ -259,7 +256,7 @@ impl RoomcastHandler {
                 project.feed(text.into());
             }
         }
-        self.path_latency.record(now.elapsed().as_secs_f64());
+        self.shared.path_latency.record(now.elapsed().as_secs_f64());
         Ok(delivered)
     }
 }

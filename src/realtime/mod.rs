@@ -143,10 +143,14 @@ pub(crate) struct Shared {
     namespace: OnceLock<Arc<Namespace<Client>>>,
     /// The other nodes, when this one is part of a cluster.
     peers: OnceLock<Arc<dyn Peers>>,
-    /// Raised whenever a project's counters move (the cluster reports them).
+    /// Raised whenever a project's counters move (for the cluster's reporter, or a
+    /// single node's flush to the database).
     changes: Arc<ChangeSignal>,
     /// A single node's counters in the database, once [`Realtime::keep_counters`] ran.
     kept: OnceLock<Arc<KeptCounters>>,
+    /// Time from a message's arrival (over Socket.IO or HTTP) to its broadcast being
+    /// queued: a handle kept so the message path does no registry lookup.
+    path_latency: metrics::Histogram,
 }
 
 impl Shared {
@@ -233,6 +237,7 @@ pub struct Realtime {
 impl Realtime {
     /// Builds the realtime side over a key directory (inside a Tokio runtime).
     pub fn new(config: RealtimeConfig, directory: Arc<dyn KeyDirectory>) -> Self {
+        handler::register_metrics();
         let shared = Arc::new(Shared {
             limits: config.limits.clone(),
             directory,
@@ -242,6 +247,7 @@ impl Realtime {
             peers: OnceLock::new(),
             changes: Arc::default(),
             kept: OnceLock::new(),
+            path_latency: metrics::histogram!("roomcast_message_path_seconds"),
         });
         let cors = if config.cors_origins.is_empty() {
             Cors::AnyOrigin
@@ -260,12 +266,10 @@ impl Realtime {
             binary: BinaryPolicy::Refuse,
             ..SioConfig::default()
         };
-        handler::register_metrics();
         let io = SocketIo::new(
             sio,
             RoomcastHandler {
                 shared: shared.clone(),
-                path_latency: metrics::histogram!("roomcast_message_path_seconds"),
             },
         );
         if let Some(root) = io.namespace("/") {
@@ -345,7 +349,8 @@ impl Realtime {
             project.feed(message.into());
         }
         // The message path's latency covers HTTP publishes too (SPEC §1).
-        metrics::histogram!("roomcast_message_path_seconds")
+        self.shared
+            .path_latency
             .record(arrived.elapsed().as_secs_f64());
         Ok(delivered + self.shared.connections_elsewhere(&project.id))
     }
