@@ -99,7 +99,8 @@ impl FlushedCounters {
         ]
     }
 
-    /// Forgets everything (the shared total lost what this process had added).
+    /// Forgets everything (the shared total lost what this process had added); returns
+    /// whether anything had been added.
     pub fn clear(&mut self) -> bool {
         let had = !self.flushed.is_empty();
         self.flushed.clear();
@@ -126,9 +127,9 @@ const FLUSH_INTERVAL: Duration = Duration::from_secs(5);
 /// A single node's counters in the database.
 pub struct KeptCounters {
     store: Arc<dyn CounterStore>,
-    /// Held across the store call, so a stats read never sees a delta both stored and
-    /// still unflushed.
-    flushed: tokio::sync::Mutex<FlushedCounters>,
+    /// Written across the store call, so a stats read (which reads it across its own)
+    /// never sees a delta both stored and still unflushed; stats reads share it.
+    flushed: tokio::sync::RwLock<FlushedCounters>,
 }
 
 impl KeptCounters {
@@ -136,14 +137,14 @@ impl KeptCounters {
     pub fn new(store: Arc<dyn CounterStore>) -> Self {
         Self {
             store,
-            flushed: tokio::sync::Mutex::new(FlushedCounters::default()),
+            flushed: tokio::sync::RwLock::new(FlushedCounters::default()),
         }
     }
 
     /// Adds what moved since the last flush (with `all`, what any project has not yet
     /// added) to the store; false when the store failed (the deltas stay pending).
     pub async fn flush(&self, realtime: &Realtime, all: bool) -> bool {
-        let mut flushed = self.flushed.lock().await;
+        let mut flushed = self.flushed.write().await;
         let pending = flushed.pending(&realtime.local_counters(all), all);
         if pending.is_empty() {
             return true;
@@ -166,7 +167,7 @@ impl KeptCounters {
 
     /// The project's stats: stored counters plus this node's unflushed part.
     pub async fn stats(&self, project: &ProjectId, local: ProjectStats) -> ProjectStats {
-        let flushed = self.flushed.lock().await;
+        let flushed = self.flushed.read().await;
         match self.store.read(project).await {
             Ok(stored) => with_stored(local, stored, flushed.unflushed(project, &local)),
             Err(error) => {

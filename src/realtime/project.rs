@@ -53,15 +53,16 @@ impl TokenBucket {
     }
 }
 
-/// Tells a waiting reporter (the cluster's) which projects' counters moved; cheap
-/// enough for the message path: two relaxed loads while the project is already marked.
+/// Tells a waiting reporter (the cluster's, or a single node's flush to the database)
+/// which projects' counters moved; cheap enough for the message path: two relaxed loads
+/// while the project is already marked.
 ///
 /// Why a list of the moved projects: the reporter runs every few milliseconds while
 /// messages flow, and a node may know thousands of projects; reading them all each time
 /// cost more than the messages themselves (1,000 projects at 1,000 messages a second).
 #[derive(Default)]
 pub struct ChangeSignal {
-    /// A reporter listens (a cluster node); a single node keeps no list.
+    /// A reporter listens; without one (an embedder with no store) no list is kept.
     watched: AtomicBool,
     pending: AtomicBool,
     notify: tokio::sync::Notify,
