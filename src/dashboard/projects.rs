@@ -341,22 +341,25 @@ fn parse_limit(raw: &str) -> Result<Patch<i64>, String> {
 /// label already). A box keeps the error of its own parsing, if it had one.
 fn mark_setting_problems(fields: &mut SettingsForm, messages: &str) {
     for message in messages.split(SETTINGS_PROBLEM_SEPARATOR) {
-        let field = [
+        let Some(named) = message.strip_prefix("settings.") else {
+            continue;
+        };
+        let boxes = [
             &mut fields.max_message_bytes,
             &mut fields.messages_per_second,
             &mut fields.project_messages_per_second,
             &mut fields.max_connections,
             &mut fields.allowed_origins,
-        ]
-        .into_iter()
-        .find(|field| message.starts_with(&format!("settings.{}", field.id)));
-        let Some(field) = field else { continue };
-        if field.error.is_some() {
-            continue;
+        ];
+        for field in boxes {
+            let Some(detail) = named.strip_prefix(field.id) else {
+                continue;
+            };
+            if field.error.is_none() {
+                field.error = Some(sentence(detail.trim_start_matches([':', ' '])));
+            }
+            break;
         }
-        let prefix = format!("settings.{}", field.id);
-        let rest = message[prefix.len()..].trim_start_matches([':', ' ']);
-        field.error = Some(sentence(rest));
     }
 }
 
