@@ -1,6 +1,7 @@
 //! Micro-benchmarks of the engine's hot paths: Engine.IO and Socket.IO packet parse and
 //! encode, WebSocket frame decode and header encode, and a broadcast of one shared frame
-//! to a room of 1,000 sessions through the real `Namespace::broadcast`.
+//! to a room of 1,000 sessions through the real `Namespace::broadcast`, the bare engine's
+//! inbound path, and roomcast's own handler.
 //!
 //! `cargo bench --bench engine` (add a filter such as `broadcast` to run a part).
 //!
@@ -20,7 +21,7 @@ use roomcast::engine::sio_packet;
 use roomcast::engine::ws::{self, OpCode, Reassembler};
 use roomcast::engine::Delivery;
 use std::cell::Cell;
-use support::{Room, EIO_MESSAGE, LITERAL, ROOM, SIO_MESSAGE};
+use support::{Entry, PollingClients, ProjectRoom, Room, EIO_MESSAGE, LITERAL, ROOM, SIO_MESSAGE};
 
 fn main() {
     divan::main();
@@ -197,8 +198,21 @@ mod broadcast {
     /// payload split, Socket.IO parse, the relay's encode, the broadcast.
     #[divan::bench(sample_count = 200, sample_size = 1)]
     fn relay_post_1000(bencher: Bencher) {
-        let room = Room::new(MEMBERS);
+        posts_in_turn(bencher, &Room::new(MEMBERS));
+    }
+
+    /// The same `message` through roomcast's own handler (payload and size checks, the
+    /// connection's and the project's rate, counters) to a project's 1,000 sessions.
+    #[divan::bench(sample_count = 200, sample_size = 1)]
+    fn project_post_1000(bencher: Bencher) {
+        posts_in_turn(bencher, &ProjectRoom::new(MEMBERS));
+    }
+
+    /// Times one POSTed `message` per iteration, the members posting in turn (so no
+    /// connection's rate limit is reached); the room's polls drain it, untimed.
+    fn posts_in_turn<E: Entry>(bencher: Bencher, room: &PollingClients<E>) {
         let queued = Cell::new(false);
+        let next = Cell::new(0);
         bencher
             .counter(ItemsCount::new(room.members()))
             .with_inputs(|| {
@@ -208,7 +222,9 @@ mod broadcast {
             })
             .bench_local_values(|()| {
                 queued.set(true);
-                room.post(0, EIO_MESSAGE);
+                let from = next.get();
+                next.set((from + 1) % room.members());
+                room.post(from, EIO_MESSAGE);
             });
     }
 

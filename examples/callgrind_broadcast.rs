@@ -9,7 +9,16 @@
 //! - `roomcast_callgrind_relay`: 100 `message` events POSTed by the members in turn, each
 //!   broadcast to the room of 1,000 (100,000 deliveries), drained by polls every 20;
 //! - `roomcast_callgrind_trickle`: 10 more, each drained at once, so every poll carries
-//!   one frame: the shape of a room whose messages come slower than its sockets write.
+//!   one frame: the shape of a room whose messages come slower than its sockets write;
+//! - `roomcast_callgrind_auth`: 1,000 sessions of roomcast's own realtime side open and
+//!   CONNECT with a project's API key (key lookup, origin and connection-limit checks,
+//!   the join to the project's room), entered as the accept loop enters a poll;
+//! - `roomcast_callgrind_project`: 100 `message` events through roomcast's handler
+//!   (payload and size checks, the connection's and the project's rate, counters, the
+//!   message path's histogram) to that project's 1,000 sockets, drained by polls every 20.
+//!
+//! The first four measure the engine under a minimal relay; the last two add what the
+//! product does per handshake and per message, so a slowdown there is caught too.
 //!
 //! Nothing in it depends on time or on the scheduler: requests are polled once and must
 //! be ready, and the engine's background tasks never run (see `benches/support`). The
@@ -30,7 +39,7 @@ use roomcast::engine::sio_packet;
 use roomcast::engine::ws::{self, Message, OpCode, Reassembler};
 use roomcast::engine::OutFrame;
 use std::hint::black_box;
-use support::{Room, EIO_MESSAGE, ROOM};
+use support::{ProjectRoom, Room, EIO_MESSAGE, ROOM};
 
 /// Sessions in the room.
 const MEMBERS: usize = 1_000;
@@ -44,10 +53,15 @@ const PER_DRAIN: usize = 20;
 const TRICKLE: usize = 10;
 
 fn main() {
+    // The Prometheus recorder the server installs at start, installed outside the phases
+    // (`ProjectRoom` installs it too, for the divan benches; here that finds it done).
+    roomcast::telemetry::metrics_handle();
     let room = roomcast_callgrind_setup(MEMBERS);
     let encoded = roomcast_callgrind_codec(FRAMES);
     let delivered = roomcast_callgrind_relay(&room, MESSAGES, PER_DRAIN);
     let trickled = roomcast_callgrind_trickle(&room, TRICKLE);
+    let project = roomcast_callgrind_auth(MEMBERS);
+    let relayed = roomcast_callgrind_project(&project, MESSAGES, PER_DRAIN);
     assert_eq!(room.namespace().room_size(ROOM), MEMBERS);
     assert_eq!(
         delivered,
@@ -59,10 +73,26 @@ fn main() {
         MEMBERS * TRICKLE,
         "every member got every message"
     );
+    assert_eq!(
+        relayed,
+        MEMBERS * MESSAGES,
+        "every socket got every message"
+    );
+    let stats = project.stats();
+    assert_eq!(
+        (
+            stats.messages_received,
+            stats.messages_rejected,
+            stats.messages_delivered
+        ),
+        (MESSAGES as u64, 0, (MEMBERS * MESSAGES) as u64),
+        "roomcast's handler accepted and counted every message"
+    );
     println!(
         "callgrind_broadcast: {MEMBERS} sessions; {FRAMES} frames decoded ({encoded} bytes \
          encoded); {MESSAGES} messages relayed, {delivered} deliveries; {TRICKLE} trickled, \
-         {trickled} deliveries"
+         {trickled} deliveries; {MEMBERS} sessions by API key, {MESSAGES} messages through \
+         roomcast's handler, {relayed} deliveries"
     );
 }
 
@@ -133,15 +163,57 @@ fn roomcast_callgrind_relay(room: &Room, messages: usize, per_drain: usize) -> u
     relay(room, messages, per_drain)
 }
 
+/// Phase 5: `members` sessions connect to roomcast's realtime side with the project's
+/// API key (handshake GET, CONNECT POST) and their CONNECT answers are drained.
+#[no_mangle]
+#[inline(never)]
+fn roomcast_callgrind_auth(members: usize) -> ProjectRoom {
+    ProjectRoom::new(members)
+}
+
+/// Phase 6: `messages` events from the members in turn through roomcast's handler, each
+/// broadcast to the project's room; every member polls after each `per_drain` messages.
+/// Returns the frames delivered.
+#[no_mangle]
+#[inline(never)]
+fn roomcast_callgrind_project(room: &ProjectRoom, messages: usize, per_drain: usize) -> usize {
+    let members = room.members();
+    relay_with(
+        members,
+        messages,
+        per_drain,
+        |from| room.post(from, EIO_MESSAGE),
+        || room.drain(),
+    )
+}
+
 /// The relay loop of phases 3 and 4 (not itself a phase: callgrind toggles collection
 /// at every entry of a phase function, so phases must not call each other).
 fn relay(room: &Room, messages: usize, per_drain: usize) -> usize {
+    relay_with(
+        room.members(),
+        messages,
+        per_drain,
+        |from| room.post(from, EIO_MESSAGE),
+        || room.drain(),
+    )
+}
+
+/// `messages` posts by the `members` in turn, with a drain by every member after each
+/// `per_drain`; returns the frames the drains carried.
+fn relay_with(
+    members: usize,
+    messages: usize,
+    per_drain: usize,
+    post: impl Fn(usize),
+    drain: impl Fn() -> usize,
+) -> usize {
     let (mut bytes, mut polls) = (0, 0);
     for i in 0..messages {
-        room.post(i % room.members(), EIO_MESSAGE);
+        post(i % members);
         if (i + 1) % per_drain == 0 || i + 1 == messages {
-            bytes += room.drain();
-            polls += room.members();
+            bytes += drain();
+            polls += members;
         }
     }
     // Each poll carried n frames of the same length, joined by n - 1 separators.
