@@ -119,8 +119,9 @@ impl App {
                 hashing_concurrency: HASHING_CONCURRENCY,
             },
         );
-        if let Some(cluster) = &cluster {
-            platform.share_login_throttle(Arc::new(cluster.clone()));
+        match &cluster {
+            Some(cluster) => platform.share_login_throttle(Arc::new(cluster.clone())),
+            None => platform.keep_login_failures(),
         }
         let state = AppState {
             platform,

@@ -2,7 +2,8 @@
 //! signups, project creations and key regenerations; restarted on the same SQLite file,
 //! every acknowledged write is there, the database passes `PRAGMA integrity_check`, and
 //! a SIGTERM then stops the server cleanly with exit status 0. A clean restart keeps a
-//! project's message counters (SPEC §2 stats).
+//! project's message counters (SPEC §2 stats), and no restart, even after a SIGKILL,
+//! lifts a login lockout (SPEC §2 throttle) before its window passes.
 
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
@@ -299,5 +300,86 @@ async fn message_counters_survive_a_restart() {
     let more = read_stats(&base).await;
     assert_eq!(more["messages_received"], 5, "{more}");
     assert_eq!(more["messages_rejected"], 1, "{more}");
+    stop(server).await;
+}
+
+/// `POST /api/v1/login` with `password`: the status and the `Retry-After` header.
+async fn login(
+    client: &Client,
+    base: &str,
+    email: &str,
+    password: &str,
+) -> (StatusCode, Option<u64>) {
+    let response = client
+        .post(format!("{base}/api/v1/login"))
+        .json(&json!({ "email": email, "password": password }))
+        .send()
+        .await
+        .unwrap();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|value| value.to_str().ok()?.parse().ok());
+    (response.status(), retry_after)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_lockout_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("throttle.db").display());
+    let client = Client::new();
+    let (mut server, base) = start(&url);
+    let (locked, counted) = ("locked@example.com", "counted@example.com");
+    for email in [locked, counted] {
+        let signup = client
+            .post(format!("{base}/api/v1/signup"))
+            .json(&json!({ "email": email, "password": PASSWORD }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(signup.status(), StatusCode::CREATED);
+    }
+    for _ in 0..10 {
+        let (status, _) = login(&client, &base, locked, "wrong password").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(
+        login(&client, &base, locked, PASSWORD).await.0,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // Nine failures and a success, which is not counted as a tenth.
+    for _ in 0..9 {
+        let (status, _) = login(&client, &base, counted, "wrong password").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(
+        login(&client, &base, counted, PASSWORD).await.0,
+        StatusCode::OK
+    );
+
+    // Killed without a chance to flush anything.
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let (server, base) = start(&url);
+    let (status, retry_after) = login(&client, &base, locked, PASSWORD).await;
+    assert_eq!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "still locked after the restart"
+    );
+    let retry_after = retry_after.expect("a Retry-After header");
+    assert!(
+        retry_after > 13 * 60 && retry_after <= 15 * 60,
+        "the window started before the restart: {retry_after}"
+    );
+    // The other account kept its nine failures and not its success: one more locks it.
+    assert_eq!(
+        login(&client, &base, counted, "wrong password").await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        login(&client, &base, counted, PASSWORD).await.0,
+        StatusCode::TOO_MANY_REQUESTS
+    );
     stop(server).await;
 }

@@ -278,6 +278,58 @@ async fn message_counters_add_up(store: &Store) {
     }
 }
 
+async fn login_failures_expire_and_are_forgiven(store: &Store) {
+    const MINUTE: i64 = 60_000;
+    // Unique subjects: a shared PostgreSQL database may hold other runs' failures.
+    let account = format!("account:{}@example.com", uuid::Uuid::new_v4());
+    let ip = format!("ip:2001:db8::{:x}", rand::random::<u16>());
+    // This test's failures since `since`.
+    let recent = async |since: i64| -> Vec<(String, i64)> {
+        let rows = store.recent_login_failures(since).await.unwrap();
+        rows.into_iter()
+            .filter(|(subject, _)| *subject == account || *subject == ip)
+            .collect()
+    };
+    let now = chrono::Utc::now().timestamp_millis();
+    let both = [account.clone(), ip.clone()];
+    store
+        .record_login_failure("old", &both, now - 20 * MINUTE, now - 60 * MINUTE)
+        .await
+        .unwrap();
+    assert_eq!(recent(now - 60 * MINUTE).await.len(), 2);
+    // Each write drops what has left the window.
+    store
+        .record_login_failure("first", &both, now - 2_000, now - 15 * MINUTE)
+        .await
+        .unwrap();
+    store
+        .record_login_failure("second", &both[..1], now - 1_000, now - 15 * MINUTE)
+        .await
+        .unwrap();
+    assert_eq!(
+        recent(now - 60 * MINUTE).await,
+        vec![
+            (account.clone(), now - 2_000),
+            (ip.clone(), now - 2_000),
+            (account.clone(), now - 1_000),
+        ]
+        .into_iter()
+        .collect::<Vec<_>>(),
+        "oldest first; the expired attempt is gone"
+    );
+    assert_eq!(
+        recent(now - 1_500).await,
+        vec![(account.clone(), now - 1_000)]
+    );
+    // A success forgets its own attempt only.
+    store.forgive_login_failure("first").await.unwrap();
+    store.forgive_login_failure("unknown").await.unwrap();
+    assert_eq!(
+        recent(now - 60 * MINUTE).await,
+        vec![(account.clone(), now - 1_000)]
+    );
+}
+
 async fn contract(store: &Store) {
     store.migrate().await.expect("migrations apply");
     store.migrate().await.expect("migrations are idempotent");
@@ -285,6 +337,7 @@ async fn contract(store: &Store) {
     users_and_sessions(store).await;
     projects_are_tenant_scoped(store).await;
     message_counters_add_up(store).await;
+    login_failures_expire_and_are_forgiven(store).await;
 }
 
 #[tokio::test]

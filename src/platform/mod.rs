@@ -110,6 +110,12 @@ impl Platform {
         self.inner.throttle.share(shared);
     }
 
+    /// On a single node: keeps failed logins in the database, so a restart does not
+    /// lift a lockout before its window passes.
+    pub fn keep_login_failures(&self) {
+        self.inner.throttle.keep(self.inner.store.clone());
+    }
+
     /// Server-wide limits.
     pub fn limits(&self) -> &Limits {
         &self.inner.config.limits

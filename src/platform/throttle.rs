@@ -1,8 +1,15 @@
 //! Failed-login throttling: after `account_limit` failures for one account or `ip_limit`
 //! from one IP within the window, further attempts (even correct ones) are refused until
-//! the oldest counted failure leaves the window. Counted in memory on a single node; in a
-//! cluster, in the shared [`SharedAttempts`] (Redis) so the limits hold across nodes, with
-//! the node's own memory as the fallback while that is unavailable.
+//! the oldest counted failure leaves the window. Counted in memory on a single node, with
+//! each failure also written to the database ([`LoginThrottle::keep`]) and read back after
+//! a restart, so a restart does not lift a lockout early; in a cluster, in the shared
+//! [`SharedAttempts`] (Redis) so the limits hold across nodes, with the node's own memory
+//! as the fallback while that is unavailable.
+//!
+//! Memory stays the one place a single node decides: it is exact under a burst of
+//! parallel attempts (one lock), which a read-then-insert on the database is not. The
+//! database is its journal, written before the password check (so a crash during a
+//! burst keeps the burst) and read once, before the first attempt after a start.
 //!
 //! An attempt is counted as a failure the moment it starts and forgiven if it succeeds:
 //! counting only after the (slow) password check would let a burst of parallel guesses
@@ -11,6 +18,7 @@
 //! ("10 failures for one account within 15 minutes"), so a guesser who also knows one
 //! working password cannot reset the count.
 
+use crate::store::Store;
 use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -61,6 +69,16 @@ pub const ACCOUNT_LIMIT: usize = 10;
 pub const IP_LIMIT: usize = 100;
 /// How long a failure counts.
 pub const WINDOW: Duration = Duration::from_secs(15 * 60);
+
+/// How the journal names an account's failures (`account:<normalized email>`).
+const ACCOUNT_SUBJECT: &str = "account:";
+/// How the journal names an IP's failures (`ip:<address>`).
+const IP_SUBJECT: &str = "ip:";
+
+/// The window in milliseconds, as the journal's timestamps count.
+fn window_ms(window: Duration) -> i64 {
+    i64::try_from(window.as_millis()).unwrap_or(i64::MAX)
+}
 
 // Drop idle entries every this many attempts, so the maps stay as small as the set of
 // accounts and IPs that failed recently.
@@ -132,6 +150,10 @@ pub struct LoginThrottle {
     state: Mutex<State>,
     limits: ThrottleLimits,
     shared: OnceLock<Arc<dyn SharedAttempts>>,
+    /// A single node's journal of failures, once [`Self::keep`] ran.
+    kept: OnceLock<Store>,
+    /// Done once the journal's failures still in the window are back in memory.
+    restored: tokio::sync::OnceCell<()>,
 }
 
 /// An attempt that was let through; report its outcome with
@@ -142,6 +164,8 @@ pub struct Attempt {
     ip: Option<IpAddr>,
     /// Its token in the shared counts, when it was counted there.
     shared: Option<String>,
+    /// Its token in the database's journal, when it was written there.
+    kept: Option<String>,
 }
 
 impl Default for LoginThrottle {
@@ -165,12 +189,20 @@ impl LoginThrottle {
                 window,
             },
             shared: OnceLock::new(),
+            kept: OnceLock::new(),
+            restored: tokio::sync::OnceCell::new(),
         }
     }
 
     /// Counts failures in `shared` from now on (a cluster's nodes count together).
     pub fn share(&self, shared: Arc<dyn SharedAttempts>) {
         let _ = self.shared.set(shared);
+    }
+
+    /// On a single node: writes every counted failure to `store` too, and reads those
+    /// still in the window back before the first attempt, so they outlive a restart.
+    pub fn keep(&self, store: Store) {
+        let _ = self.kept.set(store);
     }
 
     /// Starts a login attempt for `account` (normalized email) from `ip` (when known):
@@ -183,10 +215,64 @@ impl LoginThrottle {
                     account: account.to_owned(),
                     ip,
                     shared: Some(token),
+                    kept: None,
                 });
             }
         }
-        self.begin_here(account, ip)
+        let Some(store) = self.kept.get() else {
+            return self.begin_here(account, ip);
+        };
+        self.restored.get_or_init(|| self.restore(store)).await;
+        let mut attempt = self.begin_here(account, ip)?;
+        let token = format!("{:032x}", rand::random::<u128>());
+        let mut subjects = vec![format!("{ACCOUNT_SUBJECT}{account}")];
+        subjects.extend(ip.map(|ip| format!("{IP_SUBJECT}{ip}")));
+        let now_ms = super::now_ms();
+        let expired_before = now_ms - window_ms(self.limits.window);
+        match store
+            .record_login_failure(&token, &subjects, now_ms, expired_before)
+            .await
+        {
+            Ok(()) => attempt.kept = Some(token),
+            Err(error) => {
+                tracing::warn!(%error, "failed login not stored; counted in memory only");
+            }
+        }
+        Ok(attempt)
+    }
+
+    /// Puts the journal's failures still in the window back into memory (once, before
+    /// the first attempt after a start).
+    async fn restore(&self, store: &Store) {
+        let now_ms = super::now_ms();
+        let failures = match store
+            .recent_login_failures(now_ms - window_ms(self.limits.window))
+            .await
+        {
+            Ok(failures) => failures,
+            Err(error) => {
+                tracing::warn!(%error, "stored failed logins unreadable; counting from now");
+                return;
+            }
+        };
+        let now = Instant::now();
+        let mut state = self.state.lock();
+        for (subject, failed_at_ms) in failures {
+            let age = Duration::from_millis(u64::try_from(now_ms - failed_at_ms).unwrap_or(0));
+            // Older than this boot's monotonic clock (a machine restarted within the
+            // window): such a failure cannot be placed, and is let go.
+            let Some(at) = now.checked_sub(age) else {
+                continue;
+            };
+            if let Some(account) = subject.strip_prefix(ACCOUNT_SUBJECT) {
+                state.accounts.record(&account.to_owned(), at);
+            } else if let Some(ip) = subject
+                .strip_prefix(IP_SUBJECT)
+                .and_then(|ip| ip.parse::<IpAddr>().ok())
+            {
+                state.ips.record(&ip, at);
+            }
+        }
     }
 
     /// The attempt succeeded: neither its account nor its IP is charged for it.
@@ -197,7 +283,14 @@ impl LoginThrottle {
             (Some(token), Some(shared)) => {
                 shared.succeeded(&attempt.account, attempt.ip, token).await;
             }
-            _ => self.succeeded_here(attempt),
+            _ => {
+                if let (Some(token), Some(store)) = (attempt.kept.take(), self.kept.get()) {
+                    if let Err(error) = store.forgive_login_failure(&token).await {
+                        tracing::warn!(%error, "a successful login stays stored as failed");
+                    }
+                }
+                self.succeeded_here(attempt);
+            }
         }
     }
 
@@ -225,6 +318,7 @@ impl LoginThrottle {
             account,
             ip,
             shared: None,
+            kept: None,
         })
     }
 

@@ -7,6 +7,7 @@
 //! tenant filter.
 
 mod accounts;
+mod login_failures;
 mod projects;
 
 pub use accounts::{NewUser, UserId, UserRecord};

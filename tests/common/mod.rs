@@ -49,7 +49,8 @@ pub async fn spawn_app() -> TestApp {
 ///
 /// The database is a fresh SQLite file, or the PostgreSQL database named by
 /// `ROOMCAST_TEST_API_POSTGRES_URL` when set (tests only ever touch their own unique
-/// accounts, so they can share it).
+/// accounts, so they can share it; failed logins are kept there for 15 minutes, so a
+/// test that locks an IP uses addresses of its own, and loopback's are cleared).
 pub async fn spawn_app_with(flags: &[&str]) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let url = std::env::var("ROOMCAST_TEST_API_POSTGRES_URL")
@@ -59,6 +60,15 @@ pub async fn spawn_app_with(flags: &[&str]) -> TestApp {
     let config = Config::parse_from(args);
     let app = App::build(config).await.expect("app builds");
     let state = app.state().clone();
+    if let roomcast::store::Store::Postgres(pool) = &state.store {
+        // Every test logs in from loopback, and a shared database keeps failed logins
+        // for 15 minutes: without this, reruns of the suite add up to an IP lockout.
+        // Tests that lock an IP use addresses of their own.
+        sqlx::query("DELETE FROM login_failures WHERE subject IN ('ip:127.0.0.1', 'ip:::1')")
+            .execute(pool)
+            .await
+            .expect("clearing loopback's failed logins");
+    }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
