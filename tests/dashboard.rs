@@ -213,6 +213,23 @@ async fn logged_out_visitors_are_sent_to_the_log_in_form() {
         )
         .await;
     assert_eq!(page.location(), "/projects");
+    // Already logged in, `/login?next=` redirects at once: a tab (which browsers drop,
+    // making `/<TAB>/evil.example` a link to another site) or any control character
+    // sends the visitor to the projects list instead.
+    for next in [
+        "/%09/evil.example/",
+        "/%0A/evil.example/",
+        "/%01",
+        "/%00",
+        "/%7F",
+        "/%5C/evil.example",
+    ] {
+        let page = third.get(&format!("/login?next={next}")).await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "{next}");
+        assert_eq!(page.location(), "/projects", "{next}");
+    }
+    let page = third.get("/login?next=/projects/new").await;
+    assert_eq!(page.location(), "/projects/new");
 }
 
 #[tokio::test]

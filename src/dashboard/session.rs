@@ -74,11 +74,14 @@ impl FromRequestParts<AppState> for Viewer {
 }
 
 /// Whether `next` is a path on this site (not `//evil.example` or a full URL), so the
-/// redirect after log-in cannot be pointed elsewhere.
+/// redirect after log-in cannot be pointed elsewhere. Only visible ASCII is allowed:
+/// browsers drop tabs and newlines from a URL (`/<TAB>/evil.example` becomes
+/// `//evil.example`) and read `\` as `/`, and a control character would not fit in a
+/// `Location` header at all. Our own paths need none of them.
 pub fn safe_next(next: &str) -> bool {
     next.starts_with('/')
         && !next.starts_with("//")
-        && !next.contains(['\\', '\r', '\n'])
+        && next.bytes().all(|b| b.is_ascii_graphic() && b != b'\\')
         && !next.starts_with("/api/")
 }
 
@@ -161,4 +164,37 @@ pub fn anonymous_csrf(headers: &HeaderMap, secure: bool) -> (String, Option<Head
     ))
     .ok();
     (token, set_cookie)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_next;
+
+    #[test]
+    fn next_is_a_visible_local_path() {
+        for good in ["/", "/projects", "/projects/new?x=1#y", "/projects/%2F%2Fx"] {
+            assert!(safe_next(good), "{good}");
+        }
+        for bad in [
+            "",
+            "projects",
+            "//evil.example/",
+            "/\tevil",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/\r/x",
+            "/\\evil.example",
+            "/\\/evil",
+            "/\u{1}",
+            "/\u{0}",
+            "/\u{7f}",
+            "/\u{b}",
+            "/ /evil",
+            "/é",
+            "/api/v1/me",
+            "https://evil.example/",
+        ] {
+            assert!(!safe_next(bad), "{bad:?}");
+        }
+    }
 }
