@@ -15,6 +15,8 @@ use std::time::Duration;
 struct Browser<'a> {
     app: &'a TestApp,
     client: reqwest::Client,
+    /// Its cookies, which a test may also set by hand (as an attacker could).
+    jar: std::sync::Arc<reqwest::cookie::Jar>,
 }
 
 struct Page {
@@ -80,12 +82,19 @@ impl Page {
 
 impl<'a> Browser<'a> {
     fn new(app: &'a TestApp) -> Self {
+        let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
         let client = reqwest::Client::builder()
-            .cookie_store(true)
+            .cookie_provider(jar.clone())
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("client");
-        Self { app, client }
+        Self { app, client, jar }
+    }
+
+    /// Sets a cookie as a `Set-Cookie` from the server would.
+    fn set_cookie(&self, set_cookie: &str) {
+        let url = self.app.url("/").parse().expect("the app's URL");
+        self.jar.add_cookie_str(set_cookie, &url);
     }
 
     async fn read(response: reqwest::Response) -> Page {
@@ -135,13 +144,23 @@ impl<'a> Browser<'a> {
         email
     }
 
+    /// Follows the redirect of a POST that made a key to the page that shows it.
+    async fn key_page(&self, answer: &Page) -> Page {
+        assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.body);
+        let location = answer.location();
+        assert!(location.ends_with("/key"), "{location}");
+        let page = self.get(location).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        page
+    }
+
     /// Creates a project through the form; returns (id, api key).
     async fn create_project(&self, name: &str) -> (String, String) {
         let form = self.get("/projects/new").await;
-        let page = self
+        let created = self
             .post("/projects", &[("csrf", &form.csrf()), ("name", name)])
             .await;
-        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        let page = self.key_page(&created).await;
         let key = page.text_of("api-key");
         let marker = r#"href="/projects/"#;
         let at = page.body.rfind(marker).expect("project link") + marker.len();
@@ -523,13 +542,13 @@ async fn the_whole_flow_works_with_cookies_only() {
 
     // Creation shows the key once, with the client snippet for this very server.
     let form = browser.get("/projects/new").await;
-    let page = browser
+    let created = browser
         .post(
             "/projects",
             &[("csrf", &form.csrf()), ("name", "Chat <b>room</b>")],
         )
         .await;
-    assert_eq!(page.status, StatusCode::OK);
+    let page = browser.key_page(&created).await;
     assert_eq!(
         page.headers
             .get("cache-control")
@@ -650,15 +669,24 @@ async fn the_whole_flow_works_with_cookies_only() {
     let confirm = browser.get(&format!("/projects/{id}/regenerate")).await;
     assert_eq!(confirm.status, StatusCode::OK);
     assert!(confirm.body.contains("will be disconnected"));
-    let page = browser
+    let regenerated = browser
         .post(
             &format!("/projects/{id}/regenerate"),
             &[("csrf", &confirm.csrf())],
         )
         .await;
-    assert_eq!(page.status, StatusCode::OK);
+    let page = browser.key_page(&regenerated).await;
+    assert!(page.body.contains("New API key"));
     let new_key = page.text_of("api-key");
     assert_ne!(new_key, key);
+    // Shown once: opened again (a reload, the Back button), the page changes nothing
+    // and leads to the project page, which says why.
+    let again = browser.get(&format!("/projects/{id}/key")).await;
+    assert_eq!(again.status, StatusCode::SEE_OTHER);
+    assert_eq!(again.location(), format!("/projects/{id}?done=key-shown"));
+    let project = browser.get(again.location()).await;
+    assert!(project.body.contains("shown only once"));
+    assert!(!project.body.contains(&new_key));
     assert_eq!(
         app.publish(&key, "x").await.status(),
         StatusCode::UNAUTHORIZED
@@ -702,6 +730,7 @@ async fn other_users_projects_are_not_found() {
         format!("/projects/{id}/regenerate"),
         format!("/projects/{id}/delete"),
         format!("/projects/{id}/live"),
+        format!("/projects/{id}/key"),
         "/projects/not-a-uuid".to_owned(),
     ] {
         let page = stranger.get(&path).await;
@@ -804,4 +833,50 @@ async fn assets_are_embedded_and_the_api_is_not_shadowed() {
     assert!(api.body.contains("NOT_FOUND"));
     let health = browser.get("/healthz").await;
     assert_eq!(health.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_key_page_shows_only_its_own_projects_live_key() {
+    let app = spawn_app().await;
+    let browser = Browser::new(&app);
+    browser.sign_up().await;
+    let (first, first_key) = browser.create_project("first").await;
+    let (second, _) = browser.create_project("second").await;
+    let key_page = |id: &str| format!("/projects/{id}/key");
+    let shown_once = |id: &str| format!("/projects/{id}?done=key-shown");
+    for forged in [
+        // Another project's live key, a made-up key, no kind, an empty value.
+        format!("c.{first_key}"),
+        "c.rk_notakeyatallnotakeyatallnotakeyatall00".to_owned(),
+        first_key.clone(),
+        String::new(),
+    ] {
+        browser.set_cookie(&format!(
+            "roomcast_new_key={forged}; Path={}",
+            key_page(&second)
+        ));
+        let page = browser.get(&key_page(&second)).await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "{forged:?}");
+        assert_eq!(page.location(), shown_once(&second), "{forged:?}");
+    }
+    // A key that a regeneration replaced is not shown either.
+    browser.set_cookie(&format!(
+        "roomcast_new_key=c.{first_key}; Path={}",
+        key_page(&first)
+    ));
+    let confirm = browser.get(&format!("/projects/{first}/regenerate")).await;
+    let regenerated = browser
+        .post(
+            &format!("/projects/{first}/regenerate"),
+            &[("csrf", &confirm.csrf())],
+        )
+        .await;
+    assert_eq!(regenerated.status, StatusCode::SEE_OTHER);
+    browser.set_cookie(&format!(
+        "roomcast_new_key=r.{first_key}; Path={}",
+        key_page(&first)
+    ));
+    let page = browser.get(&key_page(&first)).await;
+    assert_eq!(page.location(), shown_once(&first));
+    assert!(!page.body.contains(&first_key));
 }

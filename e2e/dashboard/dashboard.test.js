@@ -13,7 +13,7 @@ import { mkdir, readFile } from "node:fs/promises";
 import { createRequire } from "node:module";
 import path from "node:path";
 import { chromium } from "playwright-core";
-import { ROOT, startServer, connect, client, record, within, closeAllClients } from "../lib/roomcast.js";
+import { ROOT, startServer, connect, client, record, within, closeAllClients, api, createProject } from "../lib/roomcast.js";
 
 const require = createRequire(import.meta.url);
 const AXE_SOURCE = await readFile(require.resolve("axe-core/axe.min.js"), "utf8");
@@ -179,8 +179,14 @@ test("a new user goes from sign-up to a live project and back out", async () => 
   assert.equal(await page.evaluate(() => navigator.clipboard.readText()), apiKey);
   await checkPage(page, "key");
 
+  // Once means once: a reload repeats nothing (the key page was a redirect's target,
+  // not the POST's answer) and lands on the project page, which says why.
+  await page.reload();
+  await page.getByText("The API key is shown only once").waitFor();
+  assert.equal(await page.locator("#api-key").count(), 0);
+  assert.ok(!(await page.content()).includes(apiKey));
+
   // The project page, live: a real client raises the count and shows in the console.
-  await page.getByRole("link", { name: "Go to the project" }).click();
   await page.waitForSelector("#console-log");
   assert.equal(await page.title(), "Browser test · roomcast");
   await page.getByText("Live: counts update every second.").waitFor();
@@ -238,6 +244,11 @@ test("a new user goes from sign-up to a live project and back out", async () => 
   assert.equal(error.code, "API_KEY_REVOKED");
   await disconnected;
   await page.getByRole("link", { name: "Go to the project" }).click();
+  await textBecomes(page, "#stat-connections", "0");
+  // Back to the key page: no resubmission prompt, no second regeneration, no key.
+  await page.goBack();
+  await page.getByText("The API key is shown only once").waitFor();
+  assert.ok(!(await page.content()).includes(newKey));
   await textBecomes(page, "#stat-connections", "0");
 
   // The old key is refused; the new one connects.
@@ -325,6 +336,46 @@ test("a page that needs a session leads to the log-in form and back", async () =
   await page.getByLabel("Password").fill(PASSWORD);
   await page.getByRole("button", { name: "Log in" }).click();
   await page.waitForURL(/\/projects\/new$/);
+  assert.deepEqual(problems, []);
+  await context.close();
+});
+
+test("the project page notices a deletion or a log-out made elsewhere", async () => {
+  const { context, page, problems } = await newPage();
+  const email = `elsewhere-${Date.now()}@example.com`;
+  await page.goto(server.url + "/signup");
+  await page.getByLabel("Email").fill(email);
+  await page.getByLabel("Password").fill(PASSWORD);
+  await page.getByRole("button", { name: "Sign up" }).click();
+  await page.waitForURL(/\/projects\/new$/);
+  const login = await api(server.url, "POST", "/api/v1/login", { body: { email, password: PASSWORD } });
+  assert.equal(login.status, 200);
+  const token = login.body.token;
+
+  // Deleted through the API while its page is open: the page says so, live and on Send.
+  const doomed = await createProject(server.url, token, "Deleted elsewhere");
+  await page.goto(`${server.url}/projects/${doomed.id}`);
+  await page.getByText("Live: counts update every second.").waitFor();
+  const deleted = await api(server.url, "DELETE", `/api/v1/projects/${doomed.id}`, { token });
+  assert.equal(deleted.status, 204);
+  await page.getByText("This project no longer exists.").waitFor({ timeout: 5_000 });
+  await page.getByLabel("Message", { exact: true }).fill("anyone there?");
+  await page.getByRole("button", { name: "Send" }).click();
+  await page.locator("#message-error").getByText("This project no longer exists.").waitFor();
+
+  // Logged out in another tab: this one says so, live and on Send.
+  const kept = await createProject(server.url, token, "Still here");
+  await page.goto(`${server.url}/projects/${kept.id}`);
+  await page.getByText("Live: counts update every second.").waitFor();
+  const other = await context.newPage();
+  await other.goto(server.url + "/projects");
+  await other.getByRole("button", { name: "Log out" }).click();
+  await other.waitForURL(/\/login$/);
+  await page.getByText("You are logged out; log in again to see live data.").waitFor({ timeout: 5_000 });
+  await page.getByLabel("Message", { exact: true }).fill("still there?");
+  await page.getByRole("button", { name: "Send" }).click();
+  await page.locator("#message-error").getByText("You are logged out.").waitFor();
+
   assert.deepEqual(problems, []);
   await context.close();
 });

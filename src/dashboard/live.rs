@@ -122,7 +122,9 @@ impl Feed {
 
     fn end(&mut self, name: &str) -> Event {
         self.done = true;
-        Event::default().event(name).data("")
+        // Some data, however little: a browser drops an event without a `data:` line
+        // instead of dispatching it, and the page would never learn the feed ended.
+        Event::default().event(name).data("null")
     }
 }
 

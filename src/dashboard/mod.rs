@@ -47,6 +47,7 @@ pub fn router() -> Router<AppState> {
             "/projects/{id}/delete",
             get(projects::delete_confirm).post(projects::delete),
         )
+        .route("/projects/{id}/key", get(projects::show_key))
         .route("/projects/{id}/send", post(projects::send))
         .route("/projects/{id}/live", get(live::project))
         .route("/assets/dashboard.css", get(stylesheet))

@@ -13,8 +13,9 @@ use super::views::{
 };
 use super::{page, PageError};
 use crate::app::AppState;
+use crate::http::extract::cookie;
 use crate::platform::secrets::ApiKey;
-use crate::platform::types::Limits;
+use crate::platform::types::{Limits, ProjectId};
 use crate::platform::{
     merge_settings, validate, Patch, PlatformError, Project, ProjectPatch, SettingsPatch,
     SETTINGS_PROBLEM_SEPARATOR,
@@ -60,6 +61,9 @@ impl DoneQuery {
             "deleted" => "Project deleted.".to_owned(),
             "renamed" => "Project renamed.".to_owned(),
             "saved" => "Settings saved. They apply to live clients at once.".to_owned(),
+            "key-shown" => "The API key is shown only once, when it is made. If it was \
+                            lost, regenerate it: the old one then stops working."
+                .to_owned(),
             "sent" => format!(
                 "Message sent to {} client(s).",
                 self.delivered
@@ -123,10 +127,10 @@ pub struct NameIn {
     name: String,
 }
 
-/// `POST /projects`: creates the project and shows its key, once.
+/// `POST /projects`: creates the project; its key is shown once, on the page the answer
+/// redirects to.
 pub async fn create(
     State(state): State<AppState>,
-    headers: HeaderMap,
     SignedForm { viewer, form }: SignedForm<NameIn>,
 ) -> Result<Response, PageError> {
     match state
@@ -134,7 +138,7 @@ pub async fn create(
         .create_project(&viewer.user, &form.name)
         .await
     {
-        Ok((project, key)) => key_page(&state, &headers, &viewer, &project, &key, false),
+        Ok((project, key)) => Ok(show_key_once(&state, &project, &key, false)),
         Err(PlatformError::Invalid(message)) => {
             let view = NewProjectPage {
                 layout: layout(&viewer),
@@ -168,23 +172,89 @@ fn server_url(state: &AppState, headers: &HeaderMap) -> String {
     format!("{scheme}://{host}")
 }
 
-fn key_page(
-    state: &AppState,
-    headers: &HeaderMap,
-    viewer: &Viewer,
-    project: &Project,
-    key: &ApiKey,
-    regenerated: bool,
-) -> Result<Response, PageError> {
-    let view = KeyPage {
-        layout: layout(viewer),
-        project_id: project.id.clone(),
-        project_name: project.name.clone(),
-        api_key: key.expose().to_owned(),
-        snippet: client_snippet(&server_url(state, headers), key.expose()),
-        regenerated,
+/// The cookie that carries a new key from the POST that made it to the one page that
+/// shows it (post/redirect/get). So reloading that page, or coming back to it, neither
+/// repeats the action nor shows the key again: the page clears the cookie as it reads
+/// it. A cookie rather than server memory, because behind a load balancer the redirect
+/// may land on another node; scoped to that page's path, `HttpOnly`, `SameSite=Strict`,
+/// and gone after a few minutes even if the page is never opened.
+const NEW_KEY_COOKIE: &str = "roomcast_new_key";
+/// How long an unread [`NEW_KEY_COOKIE`] lives, in seconds.
+const NEW_KEY_COOKIE_SECONDS: u32 = 300;
+
+/// The page that shows a project's new key.
+fn key_path(project: &ProjectId) -> String {
+    format!("/projects/{project}/key")
+}
+
+/// `Set-Cookie` of the new-key cookie: `value` for `max_age` seconds (0 clears it).
+fn new_key_cookie(state: &AppState, project: &ProjectId, value: &str, max_age: u32) -> Response {
+    let secure = if state.config.secure_cookies {
+        "; Secure"
+    } else {
+        ""
     };
-    page(StatusCode::OK, &view)
+    let cookie = format!(
+        "{NEW_KEY_COOKIE}={value}; Path={}; Max-Age={max_age}; HttpOnly; SameSite=Strict{secure}",
+        key_path(project)
+    );
+    // Ids and keys are base64url or UUIDs: always a valid header value.
+    let mut response = Response::default();
+    if let Ok(cookie) = header::HeaderValue::try_from(cookie) {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    response
+}
+
+/// Answers a POST that made a new key: a redirect to the page that shows it, carrying it
+/// there in [`NEW_KEY_COOKIE`] (`c.<key>` after a creation, `r.<key>` after a
+/// regeneration).
+fn show_key_once(state: &AppState, project: &Project, key: &ApiKey, regenerated: bool) -> Response {
+    let kind = if regenerated { 'r' } else { 'c' };
+    let value = format!("{kind}.{}", key.expose());
+    let cookie = new_key_cookie(state, &project.id, &value, NEW_KEY_COOKIE_SECONDS);
+    (
+        cookie.headers().clone(),
+        Redirect::to(&key_path(&project.id)),
+    )
+        .into_response()
+}
+
+/// `GET /projects/{id}/key`: the key the last POST made, once; afterwards (a reload, the
+/// Back button, another node's stale cookie) the project page, which says why.
+pub async fn show_key(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    viewer: Viewer,
+    Path(id): Path<String>,
+) -> Result<Response, PageError> {
+    let project = state.platform.get_project(&viewer.user, &id).await?;
+    let carried = cookie(&headers, NEW_KEY_COOKIE).and_then(|value| value.split_once('.'));
+    // Shown only while it is this project's live key: not a key a later regeneration
+    // replaced, nor text someone else put in the cookie.
+    let live = match carried {
+        Some((kind, key)) => match state.realtime.resolve_key(key).await {
+            Ok(Some(access)) if access.project_id == project.id => Some((kind == "r", key)),
+            _ => None,
+        },
+        None => None,
+    };
+    let clear = new_key_cookie(&state, &project.id, "", 0);
+    let response = match live {
+        Some((regenerated, key)) => {
+            let view = KeyPage {
+                layout: layout(&viewer),
+                project_id: project.id.clone(),
+                project_name: project.name.clone(),
+                api_key: key.to_owned(),
+                snippet: client_snippet(&server_url(&state, &headers), key),
+                regenerated,
+            };
+            page(StatusCode::OK, &view)?
+        }
+        None => back_to(project.id.as_str(), "key-shown"),
+    };
+    Ok((clear.headers().clone(), response).into_response())
 }
 
 /// A limit field: blank means "the server default", so only a project's own lower value
@@ -472,15 +542,15 @@ pub async fn regenerate_confirm(
     page(StatusCode::OK, &view)
 }
 
-/// `POST /projects/{id}/regenerate`: issues the new key and shows it, once.
+/// `POST /projects/{id}/regenerate`: issues the new key; it is shown once, on the page
+/// the answer redirects to.
 pub async fn regenerate(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
     SignedForm { viewer, .. }: SignedForm<NoFields>,
 ) -> Result<Response, PageError> {
     let (project, key) = state.platform.regenerate_key(&viewer.user, &id).await?;
-    key_page(&state, &headers, &viewer, &project, &key, true)
+    Ok(show_key_once(&state, &project, &key, true))
 }
 
 /// `GET /projects/{id}/delete`: the confirmation step.

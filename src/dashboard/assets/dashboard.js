@@ -105,9 +105,11 @@
     });
     source.addEventListener("error", function () {
       // EventSource reconnects by itself; say so rather than show stale numbers silently.
-      if (status && source.readyState !== EventSource.CLOSED) {
-        status.textContent = "Reconnecting to the live feed…";
-      }
+      // It gives up only when the server answers with something other than a feed.
+      if (!status) { return; }
+      status.textContent = source.readyState === EventSource.CLOSED
+        ? "The live feed stopped. Reload the page to see live data again."
+        : "Reconnecting to the live feed…";
     });
   }
 
@@ -164,6 +166,17 @@
         credentials: "same-origin",
         headers: { "Accept": "application/json" }
       }).then(function (response) {
+        var type = response.headers.get("Content-Type") || "";
+        if (type.indexOf("application/json") === -1) {
+          // Not the send endpoint's answer: the session ended (the log-in form came
+          // back) or the project is gone.
+          var loggedOut = response.redirected && new URL(response.url).pathname === "/login";
+          return { ok: false, data: { error: { message: loggedOut
+            ? "You are logged out. Log in again to send messages."
+            : response.status === 404
+              ? "This project no longer exists."
+              : "The message was not sent (the server answered " + response.status + ")." } } };
+        }
         return response.json().then(function (data) { return { ok: response.ok, data: data }; });
       }).then(function (result) {
         if (result.ok) {
