@@ -352,6 +352,38 @@ async fn log_in_errors_are_inline_and_keep_the_email() {
     let list = other.get("/projects").await;
     assert_eq!(list.status, StatusCode::OK);
     assert!(list.body.contains(&email));
+
+    // Ten failures (the one above and nine more) lock the account; the form says so
+    // in the words of the error code.
+    let third = Browser::new(&app);
+    let form = third.get("/login").await;
+    let attempt = |password: &'static str| {
+        let csrf = form.csrf();
+        let email = email.clone();
+        let third = &third;
+        async move {
+            third
+                .post(
+                    "/login",
+                    &[("csrf", &csrf), ("email", &email), ("password", password)],
+                )
+                .await
+        }
+    };
+    for _ in 0..9 {
+        assert_eq!(
+            attempt("wrong password").await.status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let page = attempt(PASSWORD).await;
+    assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        page.body
+            .contains("Too many attempts: try again in 15 minute(s)."),
+        "{}",
+        page.body
+    );
 }
 
 #[tokio::test]
@@ -833,6 +865,9 @@ async fn assets_are_embedded_and_the_api_is_not_shadowed() {
     assert!(api.body.contains("NOT_FOUND"));
     let health = browser.get("/healthz").await;
     assert_eq!(health.status, StatusCode::OK);
+    // No icon, and no 404 for the browser's console either.
+    let icon = browser.get("/favicon.ico").await;
+    assert_eq!(icon.status, StatusCode::NO_CONTENT);
 }
 
 #[tokio::test]

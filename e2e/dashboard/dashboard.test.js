@@ -379,3 +379,33 @@ test("the project page notices a deletion or a log-out made elsewhere", async ()
   assert.deepEqual(problems, []);
   await context.close();
 });
+
+test("a double click on Create makes one project", async () => {
+  const { context, page, problems } = await newPage();
+  const email = `twice-${Date.now()}@example.com`;
+  await page.goto(server.url + "/signup");
+  await page.getByLabel("Email").fill(email);
+  await page.getByLabel("Password").fill(PASSWORD);
+  await page.getByRole("button", { name: "Sign up" }).click();
+  await page.waitForURL(/\/projects\/new$/);
+  // A slow network: the server's answer to the creation takes 400 ms to come back, so
+  // a second click lands while the first request is already on the server.
+  await page.route("**/projects", async (route) => {
+    if (route.request().method() !== "POST") return route.continue();
+    const response = await route.fetch({ maxRedirects: 0 });
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    await route.fulfill({ response }).catch(() => {});
+  });
+  await page.getByLabel("Name").fill("Twice");
+  await page.evaluate(() => {
+    const button = [...document.querySelectorAll("button")].find((b) => b.textContent.trim() === "Create project");
+    button.click();
+    setTimeout(() => button.click(), 80);
+  });
+  await page.waitForSelector("#api-key");
+  const login = await api(server.url, "POST", "/api/v1/login", { body: { email, password: PASSWORD } });
+  const list = await api(server.url, "GET", "/api/v1/projects", { token: login.body.token });
+  assert.deepEqual(list.body.projects.map((p) => p.name), ["Twice"]);
+  assert.deepEqual(problems, []);
+  await context.close();
+});

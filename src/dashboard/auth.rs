@@ -134,7 +134,7 @@ pub async fn login(
             Err(PlatformError::TooManyAttempts { retry_after }) => {
                 let minutes = retry_after.as_secs().div_ceil(60).max(1);
                 password = password.error(format!(
-                    "Too many failed attempts. Try again in {minutes} minute(s)."
+                    "Too many attempts: try again in {minutes} minute(s)."
                 ));
                 StatusCode::TOO_MANY_REQUESTS
             }

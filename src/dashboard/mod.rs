@@ -52,6 +52,7 @@ pub fn router() -> Router<AppState> {
         .route("/projects/{id}/live", get(live::project))
         .route("/assets/dashboard.css", get(stylesheet))
         .route("/assets/dashboard.js", get(script))
+        .route("/favicon.ico", get(no_favicon))
         .layer(axum::middleware::map_response(security_headers))
 }
 
@@ -64,6 +65,15 @@ async fn stylesheet() -> impl IntoResponse {
 
 async fn script() -> impl IntoResponse {
     asset("text/javascript; charset=utf-8", JS)
+}
+
+/// Browsers ask for `/favicon.ico` on every first visit; we have none, and a 404 would
+/// show as an error in every page's console.
+async fn no_favicon() -> impl IntoResponse {
+    (
+        StatusCode::NO_CONTENT,
+        [(header::CACHE_CONTROL, "public, max-age=86400")],
+    )
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {

@@ -109,14 +109,14 @@ fn name_field(value: &str) -> Field {
     Field::new("name", "Name", "text")
         .value(value)
         .hint(format!("1 to {} characters.", validate::NAME_MAX))
-        .attrs(r#"required maxlength="200" autocomplete="off""#)
+        .attrs(r#"required maxlength="1000" autocomplete="off""#)
 }
 
 /// `GET /projects/new`.
 pub async fn new_form(viewer: Viewer) -> Result<Response, PageError> {
     let view = NewProjectPage {
         layout: layout(&viewer),
-        name: name_field("").attrs(r#"required maxlength="200" autocomplete="off" autofocus"#),
+        name: name_field("").attrs(r#"required maxlength="1000" autocomplete="off" autofocus"#),
     };
     page(StatusCode::OK, &view)
 }

@@ -59,6 +59,7 @@
     time.dateTime = now.toISOString();
     time.textContent = now.toLocaleTimeString();
     item.appendChild(time);
+    item.appendChild(document.createTextNode(" "));
     // textContent, never innerHTML: messages come from anyone holding the key.
     item.appendChild(document.createTextNode(text));
     var atBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 40;
@@ -192,7 +193,28 @@
     });
   }
 
+  // A second click while a form is on its way would submit it twice (two projects of
+  // one name, two regenerations). Buttons are disabled just after the submit goes out,
+  // so the clicked button's own value is still sent; a page brought back by the Back
+  // button gets them enabled again.
+  function setupSingleSubmit() {
+    document.querySelectorAll("form:not(#send-form)").forEach(function (form) {
+      form.addEventListener("submit", function () {
+        var buttons = form.querySelectorAll("button[type=submit], button:not([type])");
+        setTimeout(function () {
+          buttons.forEach(function (button) { button.disabled = true; });
+        }, 0);
+      });
+    });
+    window.addEventListener("pageshow", function () {
+      document.querySelectorAll("form button[disabled]").forEach(function (button) {
+        button.disabled = false;
+      });
+    });
+  }
+
   function start() {
+    setupSingleSubmit();
     setupCopy();
     setupLive();
     setupListLive();
