@@ -865,6 +865,16 @@ async fn assets_are_embedded_and_the_api_is_not_shadowed() {
     assert!(api.body.contains("NOT_FOUND"));
     let health = browser.get("/healthz").await;
     assert_eq!(health.status, StatusCode::OK);
+    // A form's address opened with GET goes to its project's page (which checks the
+    // session and the owner); GET /logout logs nobody out.
+    for form in ["rename", "settings", "send"] {
+        let page = browser.get(&format!("/projects/some-id/{form}")).await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "{form}");
+        assert_eq!(page.location(), "/projects/some-id", "{form}");
+    }
+    let logout = browser.get("/logout").await;
+    assert_eq!(logout.status, StatusCode::SEE_OTHER);
+    assert_eq!(logout.location(), "/");
     // No icon, and no 404 for the browser's console either.
     let icon = browser.get("/favicon.ico").await;
     assert_eq!(icon.status, StatusCode::NO_CONTENT);

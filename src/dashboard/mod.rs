@@ -21,9 +21,10 @@ mod views;
 use crate::app::AppState;
 use crate::platform::PlatformError;
 use askama::Template;
+use axum::extract::Path;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::Router;
 
 /// The dashboard's routes.
@@ -32,13 +33,19 @@ pub fn router() -> Router<AppState> {
         .route("/", get(auth::home))
         .route("/signup", get(auth::signup_form).post(auth::signup))
         .route("/login", get(auth::login_form).post(auth::login))
-        .route("/logout", post(auth::logout))
+        .route("/logout", get(home).post(auth::logout))
         .route("/projects", get(projects::list).post(projects::create))
         .route("/projects/new", get(projects::new_form))
         .route("/projects/live", get(live::list))
         .route("/projects/{id}", get(projects::show))
-        .route("/projects/{id}/rename", post(projects::rename))
-        .route("/projects/{id}/settings", post(projects::settings))
+        .route(
+            "/projects/{id}/rename",
+            get(to_project).post(projects::rename),
+        )
+        .route(
+            "/projects/{id}/settings",
+            get(to_project).post(projects::settings),
+        )
         .route(
             "/projects/{id}/regenerate",
             get(projects::regenerate_confirm).post(projects::regenerate),
@@ -48,7 +55,7 @@ pub fn router() -> Router<AppState> {
             get(projects::delete_confirm).post(projects::delete),
         )
         .route("/projects/{id}/key", get(projects::show_key))
-        .route("/projects/{id}/send", post(projects::send))
+        .route("/projects/{id}/send", get(to_project).post(projects::send))
         .route("/projects/{id}/live", get(live::project))
         .route("/assets/dashboard.css", get(stylesheet))
         .route("/assets/dashboard.js", get(script))
@@ -65,6 +72,18 @@ async fn stylesheet() -> impl IntoResponse {
 
 async fn script() -> impl IntoResponse {
     asset("text/javascript; charset=utf-8", JS)
+}
+
+/// `GET` of a form's address (a failed form's page left it in the address bar, and
+/// then it was reloaded or bookmarked): the project page the form belongs to.
+async fn to_project(Path(id): Path<String>) -> Redirect {
+    Redirect::to(&format!("/projects/{}", views::encode_query(&id)))
+}
+
+/// `GET /logout`: logging out takes the form (with its CSRF token); a typed address
+/// goes to the dashboard's front page instead.
+async fn home() -> Redirect {
+    Redirect::to("/")
 }
 
 /// Browsers ask for `/favicon.ico` on every first visit; we have none, and a 404 would
