@@ -5,7 +5,7 @@ use super::session::{
     anonymous_csrf, current_viewer, safe_next, AnonymousForm, NoFields, SignedForm,
 };
 use super::views::{Field, Layout, LoginPage, SignupPage};
-use super::{page, PageError};
+use super::{page, with_cookie, PageError};
 use crate::app::AppState;
 use crate::http::extract::{cleared_cookies, session_cookies, ClientIp};
 use crate::platform::secrets::SessionToken;
@@ -41,14 +41,6 @@ fn password_field(new: bool) -> Field {
     } else {
         field.attrs(r#"autocomplete="current-password" required"#)
     }
-}
-
-/// Adds the `Set-Cookie` of a freshly drawn form token, if one was drawn.
-fn with_cookie(mut response: Response, cookie: Option<header::HeaderValue>) -> Response {
-    if let Some(cookie) = cookie {
-        response.headers_mut().append(header::SET_COOKIE, cookie);
-    }
-    response
 }
 
 /// A response that opens the session (both cookies) and goes to `to`.

@@ -221,6 +221,14 @@ impl IntoResponse for PageError {
     }
 }
 
+/// Adds a `Set-Cookie` to `response`, if there is one to add.
+pub(crate) fn with_cookie(mut response: Response, cookie: Option<HeaderValue>) -> Response {
+    if let Some(cookie) = cookie {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    response
+}
+
 /// A rendered page with its status, and `no-store` so a key or form never outlives the
 /// tab in a shared cache.
 pub(crate) fn page(status: StatusCode, template: &impl Template) -> Result<Response, PageError> {

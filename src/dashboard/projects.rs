@@ -11,7 +11,7 @@ use super::views::{
     client_snippet, ConfirmPage, Field, KeyPage, Layout, NewProjectPage, ProjectPage, ProjectRow,
     ProjectsPage, SettingsForm,
 };
-use super::{page, PageError};
+use super::{page, with_cookie, PageError};
 use crate::app::AppState;
 use crate::http::extract::cookie;
 use crate::platform::secrets::ApiKey;
@@ -105,18 +105,27 @@ pub async fn list(
     page(StatusCode::OK, &view)
 }
 
+/// The name box's attributes; `maxlength` only stops runaway pastes (the browser counts
+/// UTF-16 units, so a tighter bound would cut 101 emoji to a valid 100 without a word:
+/// the server's "1 to 100 characters" error is what a person should see).
+macro_rules! name_attrs {
+    () => {
+        r#"required maxlength="1000" autocomplete="off""#
+    };
+}
+
 fn name_field(value: &str) -> Field {
     Field::new("name", "Name", "text")
         .value(value)
         .hint(format!("1 to {} characters.", validate::NAME_MAX))
-        .attrs(r#"required maxlength="1000" autocomplete="off""#)
+        .attrs(name_attrs!())
 }
 
 /// `GET /projects/new`.
 pub async fn new_form(viewer: Viewer) -> Result<Response, PageError> {
     let view = NewProjectPage {
         layout: layout(&viewer),
-        name: name_field("").attrs(r#"required maxlength="1000" autocomplete="off" autofocus"#),
+        name: name_field("").attrs(concat!(name_attrs!(), " autofocus")),
     };
     page(StatusCode::OK, &view)
 }
@@ -188,22 +197,23 @@ fn key_path(project: &ProjectId) -> String {
 }
 
 /// `Set-Cookie` of the new-key cookie: `value` for `max_age` seconds (0 clears it).
-fn new_key_cookie(state: &AppState, project: &ProjectId, value: &str, max_age: u32) -> Response {
+fn new_key_cookie(
+    state: &AppState,
+    project: &ProjectId,
+    value: &str,
+    max_age: u32,
+) -> Option<header::HeaderValue> {
     let secure = if state.config.secure_cookies {
         "; Secure"
     } else {
         ""
     };
-    let cookie = format!(
+    // Ids and keys are base64url or UUIDs: always a valid header value.
+    header::HeaderValue::try_from(format!(
         "{NEW_KEY_COOKIE}={value}; Path={}; Max-Age={max_age}; HttpOnly; SameSite=Strict{secure}",
         key_path(project)
-    );
-    // Ids and keys are base64url or UUIDs: always a valid header value.
-    let mut response = Response::default();
-    if let Ok(cookie) = header::HeaderValue::try_from(cookie) {
-        response.headers_mut().append(header::SET_COOKIE, cookie);
-    }
-    response
+    ))
+    .ok()
 }
 
 /// Answers a POST that made a new key: a redirect to the page that shows it, carrying it
@@ -212,12 +222,10 @@ fn new_key_cookie(state: &AppState, project: &ProjectId, value: &str, max_age: u
 fn show_key_once(state: &AppState, project: &Project, key: &ApiKey, regenerated: bool) -> Response {
     let kind = if regenerated { 'r' } else { 'c' };
     let value = format!("{kind}.{}", key.expose());
-    let cookie = new_key_cookie(state, &project.id, &value, NEW_KEY_COOKIE_SECONDS);
-    (
-        cookie.headers().clone(),
-        Redirect::to(&key_path(&project.id)),
+    with_cookie(
+        Redirect::to(&key_path(&project.id)).into_response(),
+        new_key_cookie(state, &project.id, &value, NEW_KEY_COOKIE_SECONDS),
     )
-        .into_response()
 }
 
 /// `GET /projects/{id}/key`: the key the last POST made, once; afterwards (a reload, the
@@ -239,7 +247,6 @@ pub async fn show_key(
         },
         None => None,
     };
-    let clear = new_key_cookie(&state, &project.id, "", 0);
     let response = match live {
         Some((regenerated, key)) => {
             let view = KeyPage {
@@ -254,7 +261,8 @@ pub async fn show_key(
         }
         None => back_to(project.id.as_str(), "key-shown"),
     };
-    Ok((clear.headers().clone(), response).into_response())
+    let clear = new_key_cookie(&state, &project.id, "", 0);
+    Ok(with_cookie(response, clear))
 }
 
 /// A limit field: blank means "the server default", so only a project's own lower value
