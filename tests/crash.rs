@@ -323,6 +323,14 @@ async fn login(
     (response.status(), retry_after)
 }
 
+/// `count` logins with a wrong password, each refused as wrong (not yet throttled).
+async fn fail_logins(client: &Client, base: &str, email: &str, count: usize) {
+    for _ in 0..count {
+        let (status, _) = login(client, base, email, "wrong password").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_login_lockout_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap();
@@ -339,19 +347,13 @@ async fn a_login_lockout_survives_a_restart() {
             .unwrap();
         assert_eq!(signup.status(), StatusCode::CREATED);
     }
-    for _ in 0..10 {
-        let (status, _) = login(&client, &base, locked, "wrong password").await;
-        assert_eq!(status, StatusCode::UNAUTHORIZED);
-    }
+    fail_logins(&client, &base, locked, 10).await;
     assert_eq!(
         login(&client, &base, locked, PASSWORD).await.0,
         StatusCode::TOO_MANY_REQUESTS
     );
     // Nine failures and a success, which is not counted as a tenth.
-    for _ in 0..9 {
-        let (status, _) = login(&client, &base, counted, "wrong password").await;
-        assert_eq!(status, StatusCode::UNAUTHORIZED);
-    }
+    fail_logins(&client, &base, counted, 9).await;
     assert_eq!(
         login(&client, &base, counted, PASSWORD).await.0,
         StatusCode::OK

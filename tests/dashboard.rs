@@ -180,6 +180,7 @@ async fn logged_out_visitors_are_sent_to_the_log_in_form() {
         "/projects",
         "/projects/new",
         "/projects/0b6b8c8e-0000-4000-8000-000000000000",
+        "/projects/0b6b8c8e-0000-4000-8000-000000000000/key",
     ] {
         let page = browser.get(path).await;
         assert_eq!(page.status, StatusCode::SEE_OTHER, "{path}");

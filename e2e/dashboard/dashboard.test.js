@@ -118,6 +118,15 @@ function nextEvent(socket, event, ms = 15_000) {
   return within(ms, new Promise((resolve) => socket.once(event, resolve)), `"${event}" event`);
 }
 
+/** Signs `email` up through the form; the page ends on "New project". */
+async function signUp(page, email) {
+  await page.goto(server.url + "/signup");
+  await page.getByLabel("Email").fill(email);
+  await page.getByLabel("Password").fill(PASSWORD);
+  await page.getByRole("button", { name: "Sign up" }).click();
+  await page.waitForURL(/\/projects\/new$/);
+}
+
 /** Waits until the element's text is `expected`. */
 async function textBecomes(page, selector, expected, ms = 10_000) {
   await page.waitForFunction(
@@ -315,12 +324,8 @@ test("the forms work from the keyboard, in a sensible order", async () => {
 
 test("a page that needs a session leads to the log-in form and back", async () => {
   const { context, page, problems } = await newPage();
-  await page.goto(server.url + "/signup");
   const email = `back-${Date.now()}@example.com`;
-  await page.getByLabel("Email").fill(email);
-  await page.getByLabel("Password").fill(PASSWORD);
-  await page.getByRole("button", { name: "Sign up" }).click();
-  await page.waitForURL(/\/projects\/new$/);
+  await signUp(page, email);
   await page.getByRole("button", { name: "Log out" }).click();
   await page.waitForURL(/\/login$/);
 
@@ -343,11 +348,7 @@ test("a page that needs a session leads to the log-in form and back", async () =
 test("the project page notices a deletion or a log-out made elsewhere", async () => {
   const { context, page, problems } = await newPage();
   const email = `elsewhere-${Date.now()}@example.com`;
-  await page.goto(server.url + "/signup");
-  await page.getByLabel("Email").fill(email);
-  await page.getByLabel("Password").fill(PASSWORD);
-  await page.getByRole("button", { name: "Sign up" }).click();
-  await page.waitForURL(/\/projects\/new$/);
+  await signUp(page, email);
   const login = await api(server.url, "POST", "/api/v1/login", { body: { email, password: PASSWORD } });
   assert.equal(login.status, 200);
   const token = login.body.token;
@@ -383,11 +384,7 @@ test("the project page notices a deletion or a log-out made elsewhere", async ()
 test("a double click on Create makes one project", async () => {
   const { context, page, problems } = await newPage();
   const email = `twice-${Date.now()}@example.com`;
-  await page.goto(server.url + "/signup");
-  await page.getByLabel("Email").fill(email);
-  await page.getByLabel("Password").fill(PASSWORD);
-  await page.getByRole("button", { name: "Sign up" }).click();
-  await page.waitForURL(/\/projects\/new$/);
+  await signUp(page, email);
   // A slow network: the server's answer to the creation takes 400 ms to come back, so
   // a second click lands while the first request is already on the server.
   await page.route("**/projects", async (route) => {
