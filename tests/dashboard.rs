@@ -126,6 +126,19 @@ impl<'a> Browser<'a> {
         Self::read(response).await
     }
 
+    /// Posts `body` as it is, as a URL-encoded form.
+    async fn post_raw(&self, path: &str, body: String) -> Page {
+        let response = self
+            .client
+            .post(self.app.url(path))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .expect("POST");
+        Self::read(response).await
+    }
+
     /// Signs up through the form; returns the email.
     async fn sign_up(&self) -> String {
         let form = self.get("/signup").await;
@@ -480,6 +493,19 @@ async fn project_forms_show_inline_errors_and_keep_the_input() {
     page.assert_invalid("name", "1 to 100 characters");
     assert!(page.control("name").contains(&long));
 
+    // A body that is not UTF-8 (Latin-1 "café": curl can send it, a browser never does)
+    // is refused, and nothing is stored.
+    let page = browser
+        .post_raw(
+            &format!("/projects/{id}/rename"),
+            format!("csrf={csrf}&name=caf%E9"),
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST);
+    let unchanged = browser.get(&format!("/projects/{id}")).await;
+    assert!(unchanged.body.contains("forms"));
+    assert!(!unchanged.body.contains("caf\u{FFFD}"));
+
     // Settings: a word, zero, over the server limit and a bad origin.
     let settings = [
         ("csrf", csrf.as_str()),
@@ -509,6 +535,13 @@ async fn project_forms_show_inline_errors_and_keep_the_input() {
     let page = browser.post(&path, &over).await;
     page.assert_invalid("max_message_bytes", "between 1 and 65536");
     assert!(page.control("max_message_bytes").contains("99999999"));
+    // Too long for any integer type is still a number out of range, not a word.
+    over[1] = ("max_message_bytes", "99999999999999999999");
+    let page = browser.post(&path, &over).await;
+    page.assert_invalid("max_message_bytes", "between 1 and 65536");
+    over[1] = ("max_message_bytes", "-99999999999999999999");
+    let page = browser.post(&path, &over).await;
+    page.assert_invalid("max_message_bytes", "between 1 and 65536");
 
     let mut word_and_zero = settings;
     word_and_zero[4] = ("max_connections", "0");

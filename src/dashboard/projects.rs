@@ -28,6 +28,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
+use std::num::IntErrorKind;
 
 fn layout(viewer: &Viewer) -> Layout {
     Layout {
@@ -403,15 +404,21 @@ pub struct SettingsIn {
 
 /// Reads a limit box: blank resets to the server default; anything else must be a whole
 /// number (whether it is in range is the platform's rule, checked by `update_project`).
+/// A whole number too long for `i64` is still a number: it goes on as the extreme of its
+/// sign, so the user reads the range, not "enter a whole number".
 fn parse_limit(raw: &str) -> Result<Patch<i64>, String> {
     let raw = raw.trim();
     if raw.is_empty() {
         return Ok(Patch::Reset);
     }
-    raw.replace(['_', ','], "")
-        .parse::<i64>()
-        .map(Patch::Set)
-        .map_err(|_| "Enter a whole number, or leave it blank for the server default.".into())
+    match raw.replace(['_', ','], "").parse::<i64>() {
+        Ok(value) => Ok(Patch::Set(value)),
+        Err(error) => match error.kind() {
+            IntErrorKind::PosOverflow => Ok(Patch::Set(i64::MAX)),
+            IntErrorKind::NegOverflow => Ok(Patch::Set(i64::MIN)),
+            _ => Err("Enter a whole number, or leave it blank for the server default.".into()),
+        },
+    }
 }
 
 /// Puts each problem the platform named ("settings.<field> …", see

@@ -103,6 +103,14 @@ async fn read_form<T: DeserializeOwned>(
     let bytes = Bytes::from_request(req, state)
         .await
         .map_err(|_| PageError::BadRequest)?;
+    // Browsers send our forms in the pages' encoding, UTF-8. Anything else was not typed
+    // into them, and decoding it leniently would store U+FFFD in place of what was sent.
+    if percent_encoding::percent_decode(&bytes)
+        .decode_utf8()
+        .is_err()
+    {
+        return Err(PageError::BadRequest);
+    }
     let csrf = serde_urlencoded::from_bytes::<CsrfField>(&bytes)
         .map_err(|_| PageError::BadRequest)?
         .csrf;
