@@ -82,7 +82,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         return Ok(());
     }
 
-    raise_open_file_limit();
+    let open_file_limit = raise_open_file_limit();
     let bind = config.bind;
     let log_format = config.log_format;
     let app = App::build(config).await?;
@@ -97,7 +97,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .bind(bind)
         .with_context(|| format!("binding {bind}"))?;
     let listener = socket.listen(LISTEN_BACKLOG).context("listening")?;
-    reserve_descriptor_table(&listener);
+    if let Some(limit) = open_file_limit {
+        reserve_descriptor_table(&listener, limit);
+    }
     let address = listener.local_addr().context("reading the bound address")?;
     // Tests and scripts read this exact line to learn the port when binding port 0. With
     // JSON logs, stdout carries JSON lines only: the address is in the `listening` event.
@@ -117,7 +119,8 @@ const FEW_OPEN_FILES: u64 = 4096;
 /// Lifts the soft open-file limit to the hard one: every client connection is a file, and
 /// a shell's usual soft limit (1,024) would refuse connections long before the machine
 /// runs out of anything. Go's runtime and nginx (`worker_rlimit_nofile`) do the same.
-fn raise_open_file_limit() {
+/// Returns the soft limit in force afterwards, when it could be read.
+fn raise_open_file_limit() -> Option<u64> {
     let before = rlimit::Resource::NOFILE.get().map(|(soft, _)| soft);
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(limit) => {
@@ -130,8 +133,12 @@ fn raise_open_file_limit() {
                     "low open-file limit: each connection takes one file; raise the hard limit (ulimit -Hn, systemd LimitNOFILE=)"
                 );
             }
+            Some(limit)
         }
-        Err(error) => tracing::warn!(%error, "cannot raise the open-file limit"),
+        Err(error) => {
+            tracing::warn!(%error, "cannot raise the open-file limit");
+            before.ok()
+        }
     }
 }
 
@@ -150,11 +157,9 @@ const RESERVED_DESCRIPTORS: u64 = 65_536;
 /// that had held the connections before (`bench/README.md`). Copying a descriptor to the
 /// highest slot grows the table once, now; closing the copy keeps the table, which the
 /// kernel never shrinks. No crate offers this, and it is one `fcntl`.
-fn reserve_descriptor_table(listener: &tokio::net::TcpListener) {
-    let Ok((soft, _)) = rlimit::Resource::NOFILE.get() else {
-        return;
-    };
-    let Ok(highest) = i32::try_from(soft.min(RESERVED_DESCRIPTORS).saturating_sub(1)) else {
+fn reserve_descriptor_table(listener: &tokio::net::TcpListener, open_file_limit: u64) {
+    let Ok(highest) = i32::try_from(open_file_limit.min(RESERVED_DESCRIPTORS).saturating_sub(1))
+    else {
         return;
     };
     // The copy is closed as it drops.
