@@ -11,6 +11,8 @@ scenario_args() {
         s2-100k) echo "--scenario s2 --rate 100" ;;
         s2-200k) echo "--scenario s2 --rate 200" ;;
         s2-400k) echo "--scenario s2 --rate 400" ;;
+        s2-800k) echo "--scenario s2 --rate 800" ;;
+        s2-1600k) echo "--scenario s2 --rate 1600" ;;
         s3) if [ "${QUICK:-0}" = 1 ]; then echo "--scenario s3 --rooms 200"; else echo "--scenario s3"; fi ;;
         s4) if [ "${QUICK:-0}" = 1 ]; then echo "--scenario s4 --rooms 20"; else echo "--scenario s4"; fi ;;
         s5) echo "--scenario s5 --transport polling" ;;
