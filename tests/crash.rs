@@ -5,9 +5,10 @@
 //! project's message counters (SPEC §2 stats), and no restart, even after a SIGKILL,
 //! lifts a login lockout (SPEC §2 throttle) before its window passes.
 
+mod common;
+
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -24,18 +25,7 @@ fn start(database_url: &str) -> (Child, String) {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("spawn roomcast");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let address = loop {
-        let line = lines
-            .next()
-            .expect("server exited before listening")
-            .expect("read stdout");
-        if let Some(address) = line.strip_prefix("listening on ") {
-            break address.to_owned();
-        }
-    };
-    // Keep draining stdout so the server never blocks on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
+    let address = format!("http://{}", common::listening_address(&mut child));
     (child, address)
 }
 

@@ -4,7 +4,8 @@
 //! soft limit to the hard one at start; it grows its descriptor table at start, not under
 //! a connection storm; and bursts of logins leave no memory behind.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -71,17 +72,7 @@ fn start_server(soft_limit: u64) -> (KillOnDrop, String) {
         process: command.spawn().expect("spawn roomcast"),
         _database_dir: dir,
     };
-    let mut lines = BufReader::new(server.process.stdout.take().expect("stdout")).lines();
-    let address = loop {
-        let line = lines
-            .next()
-            .expect("server exited before listening")
-            .expect("read stdout");
-        if let Some(url) = line.strip_prefix("listening on http://") {
-            break url.to_owned();
-        }
-    };
-    std::thread::spawn(move || lines.for_each(drop));
+    let address = common::listening_address(&mut server.process);
     (server, address)
 }
 

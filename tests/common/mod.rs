@@ -214,3 +214,22 @@ pub async fn assert_error(response: Response, status: StatusCode, code: &str) ->
     );
     body["error"].clone()
 }
+
+/// Reads a spawned `roomcast` binary's stdout up to its "listening on http://HOST:PORT"
+/// line and returns `HOST:PORT`; stdout is then drained on a thread, so the server never
+/// blocks on a full pipe. The binary must have been spawned with `Stdio::piped()` stdout.
+pub fn listening_address(server: &mut std::process::Child) -> String {
+    use std::io::{BufRead, BufReader};
+    let mut lines = BufReader::new(server.stdout.take().expect("stdout piped")).lines();
+    let address = loop {
+        let line = lines
+            .next()
+            .expect("server exited before listening")
+            .expect("read stdout");
+        if let Some(address) = line.strip_prefix("listening on http://") {
+            break address.to_owned();
+        }
+    };
+    std::thread::spawn(move || lines.for_each(drop));
+    address
+}
