@@ -360,7 +360,7 @@ test("the project page notices a deletion or a log-out made elsewhere", async ()
   const deleted = await api(server.url, "DELETE", `/api/v1/projects/${doomed.id}`, { token });
   assert.equal(deleted.status, 204);
   await page.getByText("This project no longer exists.").waitFor({ timeout: 5_000 });
-  await page.getByLabel("Message", { exact: true }).fill("anyone there?");
+  await page.getByPlaceholder(/message/i).fill("anyone there?");
   await page.getByRole("button", { name: "Send" }).click();
   await page.locator("#message-error").getByText("This project no longer exists.").waitFor();
 
