@@ -91,22 +91,45 @@ impl<S: Send + Sync> FromRequest<S> for NoBody {
     }
 }
 
-/// Middleware for the REST API: a request that declares a body over `MAX_BODY_BYTES`
-/// gets 413 `PAYLOAD_TOO_LARGE` before anything else looks at it, whatever its
-/// endpoint or content type (bodies without a declared length are bounded when read).
+/// Middleware for the REST API: a body over `MAX_BODY_BYTES` gets 413
+/// `PAYLOAD_TOO_LARGE` before anything else looks at the request (its session, its
+/// endpoint, its content type), however it is framed. A declared length is judged from
+/// the header; a chunked body is read here, up to the limit, and handed on in memory, so
+/// an oversized upload without credentials is also 413 and not 401.
 pub async fn refuse_oversized_bodies(
     req: Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    use http_body_util::BodyExt;
+    let limit = crate::app::MAX_BODY_BYTES;
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|len| len > crate::app::MAX_BODY_BYTES as u64) {
-        return axum::response::IntoResponse::into_response(ApiError::PayloadTooLarge);
+    if let Some(len) = declared {
+        if len > limit as u64 {
+            return ApiError::PayloadTooLarge.into_response();
+        }
+        return next.run(req).await;
     }
-    next.run(req).await
+    if !req.headers().contains_key(header::TRANSFER_ENCODING) {
+        return next.run(req).await;
+    }
+    let (parts, body) = req.into_parts();
+    let bytes = match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => {
+            return ApiError::PayloadTooLarge.into_response();
+        }
+        Err(_) => {
+            return ApiError::InvalidRequest("the request body could not be read".into())
+                .into_response();
+        }
+    };
+    next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+        .await
 }
 
 /// The whole body, within the body limit: 413 `PAYLOAD_TOO_LARGE` past it, 400

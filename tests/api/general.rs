@@ -68,15 +68,6 @@ async fn bodies_over_one_mebibyte_are_refused() {
     assert_error(response, StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE").await;
 
     // Also without a Content-Length (chunked upload).
-    let chunks: Vec<Result<hyper::body::Frame<bytes::Bytes>, std::io::Error>> = [
-        b"{\"message\": \"".to_vec(),
-        vec![b'a'; 1024 * 1024],
-        b"\"}".to_vec(),
-    ]
-    .into_iter()
-    .map(|chunk| Ok(hyper::body::Frame::data(bytes::Bytes::from(chunk))))
-    .collect();
-    let body = http_body_util::StreamBody::new(futures_util::stream::iter(chunks));
     let user = app.signup().await;
     let project = app.create_project(&user, "p").await;
     let response = app
@@ -84,11 +75,65 @@ async fn bodies_over_one_mebibyte_are_refused() {
         .post(app.url("/api/v1/messages"))
         .header("X-API-Key", &project.api_key)
         .header("content-type", "application/json")
-        .body(reqwest::Body::wrap(body))
+        .body(chunked_body("{\"message\": \"", 1024 * 1024, "\"}"))
         .send()
         .await
         .unwrap();
     assert_error(response, StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE").await;
+}
+
+/// A body streamed in chunks, without a Content-Length: `prefix`, `filler` bytes of
+/// `a`, then `suffix`.
+fn chunked_body(prefix: &str, filler: usize, suffix: &str) -> reqwest::Body {
+    let chunks: Vec<Result<hyper::body::Frame<bytes::Bytes>, std::io::Error>> = [
+        prefix.as_bytes().to_vec(),
+        vec![b'a'; filler],
+        suffix.as_bytes().to_vec(),
+    ]
+    .into_iter()
+    .map(|chunk| Ok(hyper::body::Frame::data(bytes::Bytes::from(chunk))))
+    .collect();
+    reqwest::Body::wrap(http_body_util::StreamBody::new(futures_util::stream::iter(
+        chunks,
+    )))
+}
+
+#[tokio::test]
+async fn a_chunked_body_over_one_mebibyte_is_too_large_before_credentials_are_checked() {
+    let app = spawn_app().await;
+    // No session, no API key: the size is judged first, as for a declared length.
+    for path in ["/api/v1/projects", "/api/v1/messages", "/api/v1/login"] {
+        let response = app
+            .client
+            .post(app.url(path))
+            .header("content-type", "application/json")
+            .body(chunked_body("{\"name\": \"", 1024 * 1024, "\"}"))
+            .send()
+            .await
+            .unwrap();
+        assert_error(response, StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE").await;
+    }
+    // A chunked body within the limit is read as usual.
+    let user = app.signup().await;
+    let response = app
+        .authed(Method::POST, "/api/v1/projects", &user.token)
+        .header("content-type", "application/json")
+        .body(chunked_body("{\"name\": \"", 100, "\"}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let created: Value = response.json().await.unwrap();
+    assert_eq!(created["project"]["name"], "a".repeat(100));
+    let response = app
+        .client
+        .post(app.url("/api/v1/projects"))
+        .header("content-type", "application/json")
+        .body(chunked_body("{\"name\": \"", 10, "\"}"))
+        .send()
+        .await
+        .unwrap();
+    assert_error(response, StatusCode::UNAUTHORIZED, "UNAUTHENTICATED").await;
 }
 
 #[tokio::test]
