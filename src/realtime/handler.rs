@@ -208,15 +208,69 @@ fn connect_error(code: &'static str, message: &str) -> ConnectError {
     }
 }
 
-/// The UTF-8 length of the string a JSON string literal decodes to.
+/// The UTF-8 length of the string a JSON string literal decodes to (a lone surrogate
+/// counts as the 3 bytes of U+FFFD, what a JavaScript `TextEncoder` makes of it).
 fn decoded_len(literal: &str) -> Option<usize> {
     let inner = literal.strip_prefix('"')?.strip_suffix('"')?;
     if !inner.contains('\\') {
         return Some(inner.len());
     }
-    serde_json::from_str::<String>(literal)
-        .ok()
-        .map(|s| s.len())
+    decode_literal_lossy(literal).map(|text| text.len())
+}
+
+/// Decodes a JSON string literal (quotes included), or `None` when it is not one.
+///
+/// Written here rather than taken from serde_json because JSON, like JavaScript, allows
+/// a lone UTF-16 surrogate (`"\ud800"`), which a Rust `String` cannot hold and serde_json
+/// refuses. socket.io-client sends one for such a JavaScript string and socket.io relays
+/// it, so roomcast relays the literal untouched and only needs its length (and a readable
+/// copy for the dashboard's console): a lone surrogate decodes to U+FFFD.
+fn decode_literal_lossy(literal: &str) -> Option<String> {
+    let mut rest = literal.strip_prefix('"')?.strip_suffix('"')?;
+    let mut text = String::with_capacity(rest.len());
+    while let Some(at) = rest.find('\\') {
+        text.push_str(&rest[..at]);
+        let escape = *rest.as_bytes().get(at + 1)?;
+        if !escape.is_ascii() {
+            return None;
+        }
+        rest = &rest[at + 2..];
+        let simple = match escape {
+            b'"' => '"',
+            b'\\' => '\\',
+            b'/' => '/',
+            b'b' => '\u{8}',
+            b'f' => '\u{c}',
+            b'n' => '\n',
+            b'r' => '\r',
+            b't' => '\t',
+            b'u' => {
+                let unit = hex_unit(rest)?;
+                rest = &rest[4..];
+                let low = rest.strip_prefix("\\u").and_then(hex_unit);
+                match (unit, low) {
+                    (0xD800..=0xDBFF, Some(low @ 0xDC00..=0xDFFF)) => {
+                        rest = &rest[6..];
+                        char::from_u32(0x10000 + ((unit - 0xD800) << 10) + (low - 0xDC00))?
+                    }
+                    _ => char::from_u32(unit).unwrap_or(char::REPLACEMENT_CHARACTER),
+                }
+            }
+            _ => return None,
+        };
+        text.push(simple);
+    }
+    text.push_str(rest);
+    Some(text)
+}
+
+/// The UTF-16 code unit of a `\u` escape's four hex digits at the start of `digits`.
+fn hex_unit(digits: &str) -> Option<u32> {
+    let digits = digits.get(..4)?;
+    if !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u32::from_str_radix(digits, 16).ok()
 }
 
 /// roomcast's Socket.IO handler.
@@ -252,7 +306,7 @@ impl RoomcastHandler {
             .shared
             .broadcast(project, &frame, except, Delivery::Immediate);
         if project.has_watchers() {
-            if let Ok(text) = serde_json::from_str::<String>(literal) {
+            if let Some(text) = decode_literal_lossy(literal) {
                 project.feed(text.into());
             }
         }
@@ -374,6 +428,41 @@ mod tests {
         assert_eq!(decoded_len(r#""é""#), Some(2));
         assert_eq!(decoded_len(r#""\u00e9\n""#), Some(3));
         assert_eq!(decoded_len("12"), None);
+        // A surrogate pair is one 4-byte character; a lone surrogate counts as U+FFFD.
+        assert_eq!(decoded_len(r#""\ud83d\udc4b""#), Some(4));
+        assert_eq!(decoded_len(r#""\ud800lone""#), Some(7));
+        assert_eq!(decoded_len(r#""ok\uDC00""#), Some(5));
+    }
+
+    #[test]
+    fn decodes_literals_as_javascript_does_with_lone_surrogates_made_visible() {
+        for (literal, text) in [
+            (r#""plain""#, "plain"),
+            (r#""\"\\\/\b\f\n\r\t""#, "\"\\/\u{8}\u{c}\n\r\t"),
+            (r#""caf\u00e9 \u20ac""#, "café €"),
+            (r#""\ud83d\udc4b hi""#, "👋 hi"),
+            (r#""\ud800lone""#, "\u{fffd}lone"),
+            (r#""\udc00\ud800""#, "\u{fffd}\u{fffd}"),
+            (r#""\ud800\u0041""#, "\u{fffd}A"),
+        ] {
+            assert_eq!(
+                decode_literal_lossy(literal).as_deref(),
+                Some(text),
+                "{literal}"
+            );
+        }
+        for broken in [
+            "unquoted",
+            r#""\x""#,
+            r#""\u12""#,
+            r#""\u+123""#,
+            r#""\u12g4""#,
+            r#""ends in \""#,
+            "\"\\é\"",
+            "\"",
+        ] {
+            assert_eq!(decode_literal_lossy(broken), None, "{broken}");
+        }
     }
 
     #[test]
