@@ -146,9 +146,7 @@ impl App {
             .merge(http::projects::router())
             .merge(http::messages::router())
             .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-            .layer(axum::middleware::from_fn(
-                http::extract::refuse_oversized_bodies,
-            ));
+            .layer(axum::middleware::from_fn(http::extract::read_bodies_whole));
         Router::new()
             .merge(api)
             .merge(http::probes::router())

@@ -91,45 +91,102 @@ impl<S: Send + Sync> FromRequest<S> for NoBody {
     }
 }
 
-/// Middleware for the REST API: a body over `MAX_BODY_BYTES` gets 413
-/// `PAYLOAD_TOO_LARGE` before anything else looks at the request (its session, its
-/// endpoint, its content type), however it is framed. A declared length is judged from
-/// the header; a chunked body is read here, up to the limit, and handed on in memory, so
-/// an oversized upload without credentials is also 413 and not 401.
-pub async fn refuse_oversized_bodies(
+/// How much of an oversized body is read and thrown away before its 413 is sent.
+const DISCARD_BYTES: u64 = 64 * 1024 * 1024;
+/// How long an oversized body is read and thrown away before its 413 is sent.
+const DISCARD_TIME: Duration = Duration::from_secs(10);
+
+/// Middleware for the REST API: every request's body is read whole, before anything
+/// looks at the request, and handed on in memory.
+///
+/// - A body over `MAX_BODY_BYTES` gets 413 `PAYLOAD_TOO_LARGE` whatever the endpoint,
+///   the session or the content type, whether its length is declared or it is chunked.
+/// - The answer is sent only once the client has finished sending (past the limit the
+///   bytes are read and dropped, up to `DISCARD_BYTES` and `DISCARD_TIME`). A server that
+///   answers early and closes while the upload is still arriving resets the connection,
+///   and many clients (Node's `fetch` among them) then report `EPIPE`/`ECONNRESET`
+///   instead of the answer. For the same reason an early 401 or 404 of a handler that
+///   never reads the body needs it read first.
+/// - A client that sent `Expect: 100-continue` has not sent an oversized declared body
+///   yet: it gets its 413 at once, and sends nothing.
+pub async fn read_bodies_whole(
     req: Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    use http_body_util::BodyExt;
     let limit = crate::app::MAX_BODY_BYTES;
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    if let Some(len) = declared {
-        if len > limit as u64 {
-            return ApiError::PayloadTooLarge.into_response();
-        }
-        return next.run(req).await;
-    }
-    if !req.headers().contains_key(header::TRANSFER_ENCODING) {
-        return next.run(req).await;
-    }
+    let awaits_continue = req
+        .headers()
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
     let (parts, body) = req.into_parts();
-    let bytes = match http_body_util::Limited::new(body, limit).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(error) if error.is::<http_body_util::LengthLimitError>() => {
-            return ApiError::PayloadTooLarge.into_response();
+    if declared.is_some_and(|len| len > limit as u64) {
+        if !awaits_continue {
+            discard(body, DISCARD_BYTES).await;
         }
-        Err(_) => {
-            return ApiError::InvalidRequest("the request body could not be read".into())
-                .into_response();
+        return ApiError::PayloadTooLarge.into_response();
+    }
+    match read_within(body, limit).await {
+        Ok(bytes) => {
+            next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+                .await
         }
-    };
-    next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
-        .await
+        Err(error) => error.into_response(),
+    }
+}
+
+/// The whole body if it is at most `limit` bytes; past that, the rest is discarded
+/// (see [`read_bodies_whole`]) and the answer is 413.
+async fn read_within(body: axum::body::Body, limit: usize) -> Result<Bytes, ApiError> {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let mut single: Option<Bytes> = None;
+    let mut joined = bytes::BytesMut::new();
+    let mut total = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| unreadable())?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        total += data.len();
+        if total > limit {
+            discard(body, DISCARD_BYTES).await;
+            return Err(ApiError::PayloadTooLarge);
+        }
+        // Most bodies come in one piece, kept as it is; more are joined.
+        if single.is_none() && joined.is_empty() {
+            single = Some(data);
+        } else {
+            if let Some(earlier) = single.take() {
+                joined.extend_from_slice(&earlier);
+            }
+            joined.extend_from_slice(&data);
+        }
+    }
+    Ok(single.unwrap_or_else(|| joined.freeze()))
+}
+
+/// Reads and drops up to `budget` bytes of `body`, for at most `DISCARD_TIME`.
+async fn discard(mut body: axum::body::Body, budget: u64) {
+    use http_body_util::BodyExt;
+    let deadline = tokio::time::Instant::now() + DISCARD_TIME;
+    let mut left = budget;
+    while let Ok(Some(Ok(frame))) = tokio::time::timeout_at(deadline, body.frame()).await {
+        let len = frame.data_ref().map_or(0, |data| data.len() as u64);
+        match left.checked_sub(len) {
+            Some(rest) if rest > 0 => left = rest,
+            _ => return,
+        }
+    }
+}
+
+fn unreadable() -> ApiError {
+    ApiError::InvalidRequest("the request body could not be read".into())
 }
 
 /// The whole body, within the body limit: 413 `PAYLOAD_TOO_LARGE` past it, 400
@@ -139,7 +196,7 @@ async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, Api
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::PayloadTooLarge
         } else {
-            ApiError::InvalidRequest("the request body could not be read".into())
+            unreadable()
         }
     })
 }

@@ -1,0 +1,12 @@
+import { createRequire } from 'node:module';
+const require = createRequire('/work/main/e2e/package.json');
+const { io } = require('socket.io-client');
+const base='http://127.0.0.1:4107';
+const j=async(m,p,b,h={})=>{const r=await fetch(base+p,{method:m,headers:{'content-type':'application/json',...h},body:b?JSON.stringify(b):undefined});return r.json()};
+const su=await j('POST','/api/v1/signup',{email:`t${Date.now()}@example.com`,password:'password1'});
+const pr=await j('POST','/api/v1/projects',{name:'t'},{authorization:'Bearer '+su.token});
+const s=io(base,{auth:{apiKey:pr.api_key}}); await new Promise(r=>s.on('connect',r));
+const s2=io(base,{auth:{apiKey:pr.api_key},transports:['polling'],upgrade:false}); await new Promise(r=>s2.on('connect',r));
+console.log('connected');
+s.on('disconnect',r=>console.log('ws disconnect',r)); s2.on('disconnect',r=>console.log('polling disconnect',r));
+setTimeout(()=>process.exit(0),4000);
