@@ -68,16 +68,24 @@ impl Platform {
         password: String,
         ip: Option<IpAddr>,
     ) -> Result<(User, SessionToken), PlatformError> {
-        // Throttle on the normalized form, or the raw text when it is not an email, so
-        // case variants of one address share a counter.
-        let account = validate::email(email).unwrap_or_else(|_| email.to_owned());
+        // Throttle on the normalized form, so case variants of one address share a
+        // counter. Text that is not an email names no account (signup refuses it), so it
+        // is not looked up; it is throttled under itself, NUL made storable (PostgreSQL
+        // text cannot hold one).
+        let normalized = validate::email(email).ok();
+        let account = normalized
+            .clone()
+            .unwrap_or_else(|| email.replace('\0', "\u{fffd}"));
         let attempt = self
             .inner
             .throttle
             .begin(&account, ip)
             .await
             .map_err(|retry_after| PlatformError::TooManyAttempts { retry_after })?;
-        let user = self.inner.store.find_user_by_email(&account).await?;
+        let user = match normalized {
+            Some(account) => self.inner.store.find_user_by_email(&account).await?,
+            None => None,
+        };
         let verified = match &user {
             Some(user) => {
                 self.inner

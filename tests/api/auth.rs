@@ -187,6 +187,30 @@ async fn login_succeeds_and_answers_the_same_for_unknown_email_and_wrong_passwor
 }
 
 #[tokio::test]
+async fn a_login_with_text_that_is_no_email_is_refused_like_an_unknown_account() {
+    let app = spawn_app().await;
+    // NUL cannot be stored in PostgreSQL text; it must not reach the database either way.
+    // Texts of this run only: on a shared PostgreSQL database failures are kept.
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let with_nul = format!("nul\u{0}{run}@example.com");
+    for email in [
+        with_nul.clone(),
+        format!("\u{0}{run}"),
+        format!("not an email {run}"),
+    ] {
+        let response = app.login_raw(&email, PASSWORD).await;
+        assert_error(response, StatusCode::UNAUTHORIZED, "INVALID_CREDENTIALS").await;
+    }
+    // Such attempts still count against the text tried.
+    for _ in 0..9 {
+        let response = app.login_raw(&with_nul, PASSWORD).await;
+        assert_error(response, StatusCode::UNAUTHORIZED, "INVALID_CREDENTIALS").await;
+    }
+    let response = app.login_raw(&with_nul, PASSWORD).await;
+    assert_error(response, StatusCode::TOO_MANY_REQUESTS, "TOO_MANY_ATTEMPTS").await;
+}
+
+#[tokio::test]
 async fn ten_failures_lock_the_account_even_for_the_right_password() {
     let app = spawn_app().await;
     let user = app.signup().await;
