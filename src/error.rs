@@ -40,7 +40,7 @@ pub enum ApiError {
     #[error("request body is larger than 1 MiB")]
     PayloadTooLarge,
     /// A cookie-authenticated write without CSRF proof.
-    #[error("cross-site request refused: send the X-CSRF-Token header (see the docs)")]
+    #[error("cross-site request refused: a write with the session cookie must come from this site's pages or carry the X-CSRF-Token header")]
     CsrfRejected,
     /// `X-API-Key` missing or empty.
     #[error("API key is required")]
@@ -128,6 +128,18 @@ impl IntoResponse for ApiError {
             _ => {}
         }
         let mut response = (status, axum::Json(body)).into_response();
+        // RFC 9110: a 401 names the scheme that would be accepted.
+        let challenge = match &self {
+            Self::Unauthenticated | Self::InvalidCredentials => Some(r#"Bearer realm="roomcast""#),
+            Self::ApiKeyRequired | Self::InvalidApiKey => Some(r#"ApiKey realm="roomcast""#),
+            _ => None,
+        };
+        if let Some(challenge) = challenge {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
+        }
         if let Some(secs) = retry_after_secs {
             response
                 .headers_mut()

@@ -5,15 +5,22 @@
 //!
 //! A session is `Authorization: Bearer <token>` or the `roomcast_session` cookie. A
 //! Bearer token cannot be attached by a browser on its own, so it needs nothing else. A
-//! cookie is sent by the browser on cross-site requests too, so a cookie-authenticated
-//! write (any method but GET/HEAD/OPTIONS) must also prove it comes from our own pages,
-//! by one of:
+//! cookie is attached by the browser itself, so a cookie-authenticated write (any method
+//! but GET/HEAD/OPTIONS) must not come from another site's page. It is decided in this
+//! order:
 //!
-//! 1. an `X-CSRF-Token` header equal to the `roomcast_csrf` cookie (set at login, and
-//!    derived from the session token, so only a page that can read our cookies knows it);
-//! 2. an `Origin` header (or, without one, a `Referer`) whose host is the request's `Host`.
+//! 1. an `X-CSRF-Token` header: accepted only if it equals the `roomcast_csrf` cookie
+//!    (set at login, derived from the session token, so only our pages know it);
+//! 2. `Sec-Fetch-Site`, which every current browser sends: `same-origin` or `none` (typed
+//!    by the user) pass, `same-site` and `cross-site` are refused;
+//! 3. an `Origin` header (or, without one, a `Referer`) must name the request's `Host`;
+//! 4. a request with none of these headers did not come from a browser (browsers send
+//!    `Origin` on every cross-origin request and every POST): it is a program that holds
+//!    the cookie itself, which no other site can make it send, so it passes. This is the
+//!    rule of Go's `net/http.CrossOriginProtection`. The cookie's `SameSite=Lax` also
+//!    keeps older browsers from attaching it to another site's POST at all.
 //!
-//! Otherwise it is refused with 403 `CSRF_REJECTED`.
+//! A refused write gets 403 `CSRF_REJECTED`.
 
 use crate::app::AppState;
 use crate::error::ApiError;
@@ -35,6 +42,8 @@ pub const SESSION_COOKIE: &str = "roomcast_session";
 pub const CSRF_COOKIE: &str = "roomcast_csrf";
 /// Header carrying the CSRF token.
 pub const CSRF_HEADER: &str = "x-csrf-token";
+/// Header in which browsers say where a request comes from (Fetch Metadata).
+const SEC_FETCH_SITE: &str = "sec-fetch-site";
 /// Header carrying a project API key.
 pub const API_KEY_HEADER: &str = "x-api-key";
 
@@ -307,15 +316,20 @@ fn csrf_ok(parts: &Parts, token: &SessionToken) -> bool {
     if let Some(sent) = headers.get(CSRF_HEADER) {
         return csrf_matches(&token.csrf_token(), sent.as_bytes());
     }
+    if let Some(site) = headers.get(SEC_FETCH_SITE) {
+        return matches!(site.as_bytes(), b"same-origin" | b"none");
+    }
+    let Some(source) = headers
+        .get(header::ORIGIN)
+        .or_else(|| headers.get(header::REFERER))
+    else {
+        return true;
+    };
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .or_else(|| parts.uri.authority().map(|a| a.as_str()));
-    let source = headers
-        .get(header::ORIGIN)
-        .or_else(|| headers.get(header::REFERER))
-        .and_then(|v| v.to_str().ok());
-    match (host, source.and_then(authority_of)) {
+    match (host, source.to_str().ok().and_then(authority_of)) {
         (Some(host), Some(from)) => host.eq_ignore_ascii_case(from),
         _ => false,
     }

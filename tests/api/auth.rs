@@ -390,7 +390,7 @@ async fn logout_kills_that_token_only() {
 }
 
 #[tokio::test]
-async fn cookie_sessions_work_and_writes_need_csrf_proof() {
+async fn cookie_sessions_work_and_cross_site_writes_are_refused() {
     let app = spawn_app().await;
     let browser = reqwest::Client::builder()
         .cookie_store(true)
@@ -416,13 +416,34 @@ async fn cookie_sessions_work_and_writes_need_csrf_proof() {
     let me = browser.get(app.url("/api/v1/me")).send().await.unwrap();
     assert_eq!(me.status(), StatusCode::OK);
 
-    // A write with only the cookie is what a cross-site form would send: refused.
+    // A browser marks where its writes come from; another site's are refused.
     let create = |request: reqwest::RequestBuilder| {
         request.json(&json!({ "name": "from the browser" })).send()
     };
-    let refused = create(browser.post(app.url("/api/v1/projects")))
+    for (name, value) in [
+        ("Sec-Fetch-Site", "cross-site"),
+        ("Sec-Fetch-Site", "same-site"),
+        ("Origin", "null"),
+        ("Referer", "https://evil.example/page"),
+    ] {
+        let refused = create(
+            browser
+                .post(app.url("/api/v1/projects"))
+                .header(name, value),
+        )
         .await
         .unwrap();
+        assert_error(refused, StatusCode::FORBIDDEN, "CSRF_REJECTED").await;
+    }
+    // Sec-Fetch-Site outranks an Origin that looks like ours.
+    let refused = create(
+        browser
+            .post(app.url("/api/v1/projects"))
+            .header("Sec-Fetch-Site", "cross-site")
+            .header("Origin", &app.address),
+    )
+    .await
+    .unwrap();
     assert_error(refused, StatusCode::FORBIDDEN, "CSRF_REJECTED").await;
     let forged = create(
         browser
@@ -475,10 +496,25 @@ async fn cookie_sessions_work_and_writes_need_csrf_proof() {
     .await
     .unwrap();
     assert_eq!(referer.status(), StatusCode::CREATED);
+    let fetch_metadata = create(
+        browser
+            .post(app.url("/api/v1/projects"))
+            .header("Sec-Fetch-Site", "same-origin"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(fetch_metadata.status(), StatusCode::CREATED);
+    // A program holding the cookie itself sends none of those headers: no browser, no
+    // other site behind it.
+    let program = create(browser.post(app.url("/api/v1/projects")))
+        .await
+        .unwrap();
+    assert_eq!(program.status(), StatusCode::CREATED);
 
     // Logout is a write too.
     let logout = browser
         .post(app.url("/api/v1/logout"))
+        .header("Origin", "https://evil.example")
         .send()
         .await
         .unwrap();

@@ -204,6 +204,18 @@ pub async fn assert_error(response: Response, status: StatusCode, code: &str) ->
         .get("content-type")
         .map(|v| v.to_str().unwrap_or("").to_owned());
     assert_eq!(content_type.as_deref(), Some("application/json"));
+    if status == StatusCode::UNAUTHORIZED {
+        let challenge = response.headers().get("www-authenticate");
+        let scheme = if code.starts_with("API_KEY") || code == "INVALID_API_KEY" {
+            "ApiKey "
+        } else {
+            "Bearer "
+        };
+        assert!(
+            challenge.is_some_and(|c| c.as_bytes().starts_with(scheme.as_bytes())),
+            "WWW-Authenticate of a 401 {code}: {challenge:?}"
+        );
+    }
     let body: Value = response.json().await.expect("error body is JSON");
     assert_eq!(body["error"]["code"], code, "body: {body}");
     assert!(
