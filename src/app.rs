@@ -169,6 +169,7 @@ impl App {
         tracing::info!(%address, "serving");
         let realtime = self.state.realtime.clone();
         let cluster = self.state.cluster.clone();
+        let last_flush = self.state.cluster.clone();
         let shutdown = async move {
             shutdown.await;
             // Close every client transport first: long-polls return, WebSockets get a
@@ -180,8 +181,14 @@ impl App {
         };
         let tap = self.state.realtime.websocket_tap();
         http::serve::serve(listener, self.router(), Some(tap), shutdown, DRAIN).await;
-        // A single node's last counter changes go to the database before it closes.
-        let flushed = tokio::time::timeout(COUNTERS_FLUSH, self.state.realtime.flush_counters());
+        // The last counter changes go to the database (a single node) or to Redis (a
+        // cluster) before the process ends.
+        let flushed = tokio::time::timeout(COUNTERS_FLUSH, async {
+            if let Some(cluster) = &last_flush {
+                cluster.flush_all(&self.state.realtime).await;
+            }
+            self.state.realtime.flush_counters().await
+        });
         if !matches!(flushed.await, Ok(true)) {
             tracing::warn!("the last message counters could not be stored");
         }

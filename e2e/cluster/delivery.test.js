@@ -144,3 +144,21 @@ test("sockets on different transports and nodes share one room", { timeout: 30_0
     assert.deepEqual([...(await r.until(3))].sort(), ["m0", "m1", "m2"], `member ${i}`);
   }
 });
+
+test("a socket counts on every node by the time its client has seen connect", { timeout: 30_000 }, async () => {
+  // No waiting for counts to settle: a user connects, then publishes through another node
+  // at once, and expects every socket whose `connect` fired to be counted.
+  const [, websocket, polling] = MODES;
+  for (let round = 0; round < 10; round++) {
+    const project = await newProject(A.url);
+    const mode = round % 2 ? websocket : polling;
+    const members = [await join(A, project.apiKey, mode), await join(B, project.apiKey, mode)];
+    const got = members.map((s) => record(s));
+    const response = await publish(via(project, C), `round ${round}`);
+    assert.equal(response.status, 202);
+    assert.deepEqual(response.body, { delivered_to: 2 }, `round ${round} (${mode.name})`);
+    assert.equal((await stats(via(project, C))).connections, 2, `stats on C, round ${round}`);
+    for (const r of got) assert.deepEqual(await r.until(1), [`round ${round}`]);
+    for (const socket of members) socket.disconnect();
+  }
+});

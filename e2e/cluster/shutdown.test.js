@@ -113,3 +113,33 @@ test("a node that crashes (SIGKILL) stops being counted on the other within 10 s
     await Promise.all([A.close(), B.close()]);
   }
 });
+
+test("SIGTERM right after a message: the stopped node's counts still reach the cluster's stats", { timeout: 60_000 }, async () => {
+  const websocket = MODES.find((m) => m.name === "websocket only");
+  const [A, B] = await startNodes(redis, 2);
+  try {
+    const project = await newProject(B.url);
+    const sender = await connect(A.url, project.apiKey, websocket, { reconnection: false, extraAuth: { echo: false } });
+    const receiver = await connect(B.url, project.apiKey, websocket);
+    const got = record(receiver);
+    await eventually(2_000, "both connections counted on B", async () => {
+      assert.equal((await stats(via(project, B))).connections, 2);
+    });
+    // A has relayed the message (B's socket has it): A stops at once, before its reporter's
+    // next pass, and must still add what it counted.
+    sender.emit("message", "last words");
+    assert.deepEqual(await got.until(1), ["last words"]);
+    assert.deepEqual(await A.stop(), { code: 0, signal: null }, "exit status after SIGTERM");
+    await eventually(2_000, "the stopped node's received count in B's stats", async () => {
+      assert.deepEqual(await stats(via(project, B)), {
+        connections: 1,
+        messages_received: 1,
+        messages_delivered: 1,
+        messages_rejected: 0,
+      });
+    });
+  } finally {
+    closeAllClients();
+    await Promise.all([A.close(), B.close()]);
+  }
+});

@@ -105,6 +105,11 @@ impl RedisLink {
         self.subscribed.store(up, Ordering::Release);
     }
 
+    /// Whether the bus subscription is live (this node hears the other nodes' events).
+    pub fn is_subscribed(&self) -> bool {
+        self.subscribed.load(Ordering::Acquire)
+    }
+
     /// Whether the node can reach the other nodes now; the reason when it cannot.
     pub fn health(&self) -> Result<(), String> {
         let connected = self.connection.lock().is_some();

@@ -48,6 +48,8 @@ pub const BUS_CHANNEL: &str = "roomcast:bus";
 pub const HEARTBEAT: Duration = Duration::from_secs(1);
 /// A node not heard of for this long is forgotten (its connections no longer count).
 pub const PEER_TTL: Duration = Duration::from_millis(3_500);
+/// How often a node that has lost the bus looks up its sockets' keys again.
+const RECHECK_WHILE_DEAF: Duration = Duration::from_millis(700);
 /// How long counter changes gather before they are flushed together.
 const COALESCE: Duration = Duration::from_millis(5);
 /// Events waiting for the publisher; past this, new ones are dropped and counted.
@@ -141,6 +143,9 @@ struct Inner {
     peers: Mutex<HashMap<NodeId, PeerView>>,
     /// This node's counters as last added to Redis, per project.
     flushed: Mutex<FlushedCounters>,
+    /// Held from reading the unflushed deltas until Redis has taken them, so that the
+    /// reporter and the last flush at shutdown never add the same delta twice.
+    flushing: tokio::sync::Mutex<()>,
     /// The command connection generation whose Redis was checked for this node's marker.
     checked_generation: std::sync::atomic::AtomicU64,
 }
@@ -160,6 +165,7 @@ impl Cluster {
                 outbox,
                 peers: Mutex::new(HashMap::new()),
                 flushed: Mutex::new(FlushedCounters::default()),
+                flushing: tokio::sync::Mutex::new(()),
                 checked_generation: std::sync::atomic::AtomicU64::new(0),
             }),
         };
@@ -169,6 +175,7 @@ impl Cluster {
         tokio::spawn(cluster.clone().publish(queued));
         tokio::spawn(cluster.clone().subscribe(realtime.clone()));
         tokio::spawn(cluster.clone().report(realtime.clone()));
+        tokio::spawn(cluster.clone().recheck_keys_while_deaf(realtime.clone()));
         Ok(cluster)
     }
 
@@ -181,6 +188,13 @@ impl Cluster {
             .await
             .map(drop)
             .map_err(|error| format!("redis is not answering: {error}"))
+    }
+
+    /// Adds every counter change not yet in Redis (at shutdown, once the transports are
+    /// closed, so that a message received just before the stop is still counted).
+    pub async fn flush_all(&self, realtime: &Realtime) {
+        let counters = realtime.local_counters(true);
+        self.flush_counters(&counters, true).await;
     }
 
     /// Tells the other nodes this one is leaving (at shutdown), so they stop counting its
@@ -278,6 +292,22 @@ impl Cluster {
         }
     }
 
+    /// While the bus is down this node hears no revocations, so every
+    /// [`RECHECK_WHILE_DEAF`] it looks up again each key its sockets use, and a key
+    /// regenerated or deleted on another node still disconnects its sockets here within
+    /// about a second (new connections and HTTP publishes ask the directory meanwhile:
+    /// see [`Peers::hears_revocations`]).
+    async fn recheck_keys_while_deaf(self, realtime: Realtime) {
+        let mut tick = tokio::time::interval(RECHECK_WHILE_DEAF);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if !self.inner.link.is_subscribed() {
+                realtime.revalidate().await;
+            }
+        }
+    }
+
     /// Applies one event read from the bus.
     fn receive(&self, realtime: &Realtime, bytes: &[u8]) {
         let envelope = match Envelope::decode(bytes) {
@@ -290,6 +320,14 @@ impl Cluster {
         };
         if envelope.node == self.inner.node {
             return; // our own, already applied here
+        }
+        let newcomer = !self.inner.peers.lock().contains_key(&envelope.node);
+        if newcomer && !matches!(envelope.event, BusEvent::Leave) {
+            // A node that just started or came back from an outage (or that we had
+            // forgotten) knows nothing of our sockets: tell it now, not at our next
+            // heartbeat, so cluster-wide counts are right within milliseconds of
+            // `/readyz` turning ready.
+            self.announce(realtime);
         }
         let now = Instant::now();
         let mut peers = self.inner.peers.lock();
@@ -350,9 +388,14 @@ impl Cluster {
         loop {
             let full = tokio::select! {
                 _ = changes.changed() => {
-                    tokio::time::sleep(COALESCE).await;
+                    // Let counter changes gather, unless a connection comes or goes.
+                    tokio::select! {
+                        _ = tokio::time::sleep(COALESCE) => {}
+                        _ = changes.connections_changed() => {}
+                    }
                     false
                 }
+                _ = changes.connections_changed() => false,
                 _ = heartbeat.tick() => true,
             };
             changes.clear();
@@ -450,6 +493,7 @@ impl Cluster {
     /// for projects not among them (deleted) is forgotten; a flush that failed is
     /// retried then, at the latest.
     async fn flush_counters(&self, counters: &[(ProjectId, Option<ProjectStats>)], all: bool) {
+        let _flushing = self.inner.flushing.lock().await;
         let pending = self.inner.flushed.lock().pending(counters, all);
         if pending.is_empty() {
             return;
@@ -590,6 +634,10 @@ impl Peers for Cluster {
             .filter(|peer| now.duration_since(peer.seen) < PEER_TTL)
             .filter_map(|peer| peer.connections.get(project))
             .sum()
+    }
+
+    fn hears_revocations(&self) -> bool {
+        self.inner.link.is_subscribed()
     }
 
     fn cluster_stats<'a>(&'a self, project: &'a ProjectId, local: ProjectStats) -> StatsFuture<'a> {

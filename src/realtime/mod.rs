@@ -68,6 +68,9 @@ pub trait Peers: Send + Sync + 'static {
     fn forward_settings(&self, project: &ProjectId, settings: &ProjectSettings);
     /// The project's live connections on the other nodes, as last reported.
     fn connections_elsewhere(&self, project: &ProjectId) -> u64;
+    /// Whether this node hears the other nodes' revocations now; while it does not, the
+    /// key cache may hold a key revoked elsewhere, so every lookup asks the directory.
+    fn hears_revocations(&self) -> bool;
     /// The project's cluster-wide counters, given this node's own.
     fn cluster_stats<'a>(&'a self, project: &'a ProjectId, local: ProjectStats) -> StatsFuture<'a>;
 }
@@ -180,8 +183,14 @@ impl Shared {
 
     /// The live project of a key hash: from the cache, else from the directory.
     async fn resolve_hash(&self, key_hash: [u8; 32]) -> anyhow::Result<Option<Arc<ProjectState>>> {
-        if let Some(project) = self.keys.read().get(&key_hash) {
-            return Ok(Some(project.clone()));
+        let cache_trusted = self
+            .peers
+            .get()
+            .is_none_or(|peers| peers.hears_revocations());
+        if cache_trusted {
+            if let Some(project) = self.keys.read().get(&key_hash) {
+                return Ok(Some(project.clone()));
+            }
         }
         let Some(access) = self.directory.find_by_key_hash(key_hash).await? else {
             return Ok(None);

@@ -66,6 +66,9 @@ pub struct ChangeSignal {
     watched: AtomicBool,
     pending: AtomicBool,
     notify: tokio::sync::Notify,
+    /// A connection came or went since the reporter last cleared the marks.
+    connections_pending: AtomicBool,
+    connections_notify: tokio::sync::Notify,
     /// Projects marked since the reporter last took the list, each once.
     moved: Mutex<Vec<ProjectId>>,
 }
@@ -85,6 +88,20 @@ impl ChangeSignal {
         }
     }
 
+    /// Like [`Self::mark`], for a connection that came or went: the cluster reports those
+    /// at once rather than after the counters' coalescing pause, so that another node's
+    /// `delivered_to`, `max_connections` and stats count a socket by the time its client
+    /// has seen `connect`.
+    fn mark_connection(&self, project: &ProjectState) {
+        if !self.watched.load(Ordering::Relaxed) {
+            return;
+        }
+        self.mark(project);
+        if !self.connections_pending.swap(true, Ordering::AcqRel) {
+            self.connections_notify.notify_one();
+        }
+    }
+
     /// From now on, changes are recorded for a reporter (until then nothing is kept).
     pub fn watch(&self) {
         self.watched.store(true, Ordering::Relaxed);
@@ -101,9 +118,15 @@ impl ChangeSignal {
         self.notify.notified().await;
     }
 
-    /// Clears the pending mark just before the reporter reads the counters.
+    /// Waits for the next connection change.
+    pub async fn connections_changed(&self) {
+        self.connections_notify.notified().await;
+    }
+
+    /// Clears the pending marks just before the reporter reads the counters.
     pub fn clear(&self) {
         self.pending.store(false, Ordering::Release);
+        self.connections_pending.store(false, Ordering::Release);
     }
 }
 
@@ -261,7 +284,7 @@ impl ProjectState {
             .is_ok();
         reserved.then(|| {
             self.metric_connections.increment(1.0);
-            self.mark_moved();
+            self.changes.mark_connection(self);
             ConnectionSlot {
                 project: self.clone(),
                 held: AtomicBool::new(true),
@@ -369,7 +392,7 @@ impl ConnectionSlot {
         if self.held.swap(false, Ordering::AcqRel) {
             self.project.connections.fetch_sub(1, Ordering::AcqRel);
             self.project.metric_connections.decrement(1.0);
-            self.project.mark_moved();
+            self.project.changes.mark_connection(&self.project);
         }
     }
 }
