@@ -155,6 +155,17 @@ impl Config {
                 reason: "must start with sqlite:// or postgres://".into(),
             });
         }
+        if let Some(path) = url.strip_prefix("sqlite:") {
+            // `sqlite://` alone would open a temporary database that vanishes at exit.
+            let path = path.trim_start_matches("//");
+            let path = path.split('?').next().unwrap_or(path);
+            if path.is_empty() || path.contains(":memory:") {
+                return Err(ConfigError {
+                    flag: "database-url",
+                    reason: "a SQLite URL needs a file path: sqlite://PATH".into(),
+                });
+            }
+        }
         if let Some(redis) = &self.redis_url {
             if redis.starts_with("rediss://") {
                 return Err(ConfigError {
@@ -228,6 +239,31 @@ mod tests {
         let config =
             Config::parse_from(["roomcast", "--cors-origins", "https://a.example,ftp://b"]);
         assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn sqlite_urls_need_a_file() {
+        for url in [
+            "sqlite://data/x.db",
+            "sqlite:///tmp/x.db",
+            "sqlite:x.db?mode=rwc",
+        ] {
+            let config = Config::parse_from(["roomcast", "--database-url", url]);
+            assert!(config.validate().is_ok(), "{url}");
+        }
+        for url in [
+            "sqlite://",
+            "sqlite:",
+            "sqlite://?mode=rwc",
+            "sqlite::memory:",
+        ] {
+            let config = Config::parse_from(["roomcast", "--database-url", url]);
+            assert_eq!(
+                config.validate().map_err(|e| e.flag).err(),
+                Some("database-url"),
+                "{url}"
+            );
+        }
     }
 
     #[test]

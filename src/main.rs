@@ -104,8 +104,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     // Tests and scripts read this exact line to learn the port when binding port 0. With
     // JSON logs, stdout carries JSON lines only: the address is in the `listening` event.
     if log_format == roomcast::config::LogFormat::Human {
-        println!("listening on http://{address}");
-        std::io::stdout().flush().context("flushing stdout")?;
+        // A closed stdout (`roomcast | head -1`) must not stop the server: the line is
+        // for whoever reads it, and the log has the address too.
+        let mut stdout = std::io::stdout().lock();
+        let _ = writeln!(stdout, "listening on http://{address}").and_then(|()| stdout.flush());
     }
     tracing::info!(url = %format!("http://{address}"), "listening");
 

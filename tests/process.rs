@@ -189,3 +189,68 @@ async fn bursts_of_logins_leave_no_memory_behind() {
         "the idle server holds {after} KiB after 24 logins, {before} KiB before them"
     );
 }
+
+/// Whether `GET /healthz` on `address` answers 200.
+async fn healthy(address: &str) -> bool {
+    let Ok(mut stream) = TcpStream::connect(address).await else {
+        return false;
+    };
+    let request = format!("GET /healthz HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).await.is_err() {
+        return false;
+    }
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer).await;
+    answer.starts_with(b"HTTP/1.1 200")
+}
+
+#[tokio::test]
+async fn a_closed_stdout_does_not_stop_the_server_and_logs_to_a_pipe_are_plain() {
+    // A pipe read by `head -1` (or nothing at all) is closed by its reader before the
+    // "listening on" line: the server must serve on regardless.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let address = format!("127.0.0.1:{port}");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let database_url = format!("sqlite://{}/db.sqlite", dir.path().display());
+    let mut command = Command::new(env!("CARGO_BIN_EXE_roomcast"));
+    command
+        .args(["--bind", &address, "--database-url", &database_url])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut server = KillOnDrop {
+        process: command.spawn().expect("spawn roomcast"),
+        _database_dir: dir,
+    };
+    {
+        use std::io::{BufRead, BufReader};
+        let mut first = String::new();
+        BufReader::new(server.process.stdout.take().expect("stdout piped"))
+            .read_line(&mut first)
+            .expect("read the first log line");
+        assert!(!first.is_empty(), "the server wrote nothing");
+        assert!(
+            !first.contains('\u{1b}'),
+            "colour codes in a pipe: {first:?}"
+        );
+        // The reader goes away here, with the rest of the log unread.
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !healthy(&address).await {
+        if let Some(status) = server.process.try_wait().expect("poll the server") {
+            panic!("the server exited with {status} once its stdout was closed");
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the server never served"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        server.process.try_wait().expect("poll").is_none(),
+        "the server is still running"
+    );
+}

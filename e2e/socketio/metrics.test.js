@@ -65,6 +65,9 @@ test("every series is there from the start, at zero", async () => {
     'roomcast_handshake_failures_total{code="INVALID_API_KEY"}': 0,
     'roomcast_handshake_failures_total{code="CONNECTION_LIMIT"}': 0,
     'roomcast_handshake_failures_total{code="ORIGIN_NOT_ALLOWED"}': 0,
+    'roomcast_disconnects_total{reason="transport_close"}': 0,
+    'roomcast_disconnects_total{reason="server_disconnect"}': 0,
+    'roomcast_disconnects_total{reason="slow_consumer"}': 0,
     roomcast_message_path_seconds_count: 0,
   });
 });

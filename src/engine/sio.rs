@@ -100,6 +100,18 @@ pub enum DisconnectReason {
 }
 
 impl DisconnectReason {
+    /// Every reason, for metrics that list each from the start.
+    pub const ALL: [Self; 8] = [
+        Self::ClientDisconnect,
+        Self::ServerDisconnect,
+        Self::TransportClose,
+        Self::TransportError,
+        Self::PingTimeout,
+        Self::ParseError,
+        Self::SlowConsumer,
+        Self::ServerShutdown,
+    ];
+
     /// A stable lowercase name, for logs and metric labels.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -198,6 +198,9 @@ pub(super) fn register_metrics() {
     for code in HANDSHAKE_FAILURE_CODES {
         metrics::counter!("roomcast_handshake_failures_total", "code" => code).increment(0);
     }
+    for reason in DisconnectReason::ALL {
+        metrics::counter!("roomcast_disconnects_total", "reason" => reason.as_str()).increment(0);
+    }
 }
 
 fn connect_error(code: &'static str, message: &str) -> ConnectError {
