@@ -568,6 +568,23 @@ async fn project_forms_show_inline_errors_and_keep_the_input() {
     page.assert_invalid("allowed_origins", "not an origin like");
     let textarea = page.control("allowed_origins");
     assert!(textarea.contains(r#"aria-describedby="allowed_origins-error allowed_origins-hint""#));
+    // The refused box takes the focus, so the page opens on it, below the fold or not.
+    assert!(textarea.contains("autofocus"), "{textarea}");
+    assert_eq!(page.body.matches("autofocus").count(), 1);
+
+    // Every bad line is named, whole (a line with spaces is one entry, not three).
+    let mut two_bad = bad_origin;
+    two_bad[5] = (
+        "allowed_origins",
+        "not a url\nhttps://ok.example\nftp://x.example",
+    );
+    let page = browser.post(&path, &two_bad).await;
+    page.assert_invalid("allowed_origins", "are not origins like");
+    let message = page.text_of("allowed_origins-error");
+    for bad in ["not a url", "ftp://x.example"] {
+        assert!(message.contains(bad), "{bad} in {message:?}");
+    }
+    assert!(!message.contains("ok.example"), "{message:?}");
 
     // Nothing was saved by the refused posts: the limits are still the defaults.
     let fresh = browser.get(&format!("/projects/{id}")).await;
@@ -777,6 +794,9 @@ async fn the_whole_flow_works_with_cookies_only() {
     assert!(list.body.contains("Project deleted."));
     let gone = browser.get(&format!("/projects/{id}")).await;
     assert_eq!(gone.status, StatusCode::NOT_FOUND);
+    // The error page does not look like a signed-out one: no "Log in" to a signed-in user.
+    assert!(!gone.body.contains(r#"href="/login""#), "{}", gone.body);
+    assert!(gone.body.contains("Back to the dashboard"));
     assert_eq!(
         app.publish(&new_key, "x").await.status(),
         StatusCode::UNAUTHORIZED

@@ -222,6 +222,10 @@ test("a new user goes from sign-up to a live project and back out", async () => 
   const messages = await received.until(2);
   assert.ok(messages.includes("hello from the dashboard"), JSON.stringify(messages));
   await page.locator("#console-log").getByText("hello from the dashboard").waitFor();
+  // A refused send replaces the last "Sent to" rather than standing under it.
+  await page.getByRole("button", { name: "Send" }).click();
+  await page.locator("#message-error").waitFor();
+  assert.equal((await page.locator(".send-status").textContent()).trim(), "");
   // Both messages count as received, and each reached the one client.
   await page.waitForFunction(
     () => Number(document.querySelector("#stat-received").textContent) >= 2 &&

@@ -210,7 +210,7 @@ impl IntoResponse for PageError {
             }
         };
         let page = views::ErrorPage {
-            layout: views::Layout::anonymous(),
+            layout: views::Layout::unknown_viewer(),
             title,
             text,
         };

@@ -34,6 +34,7 @@ fn layout(viewer: &Viewer) -> Layout {
     Layout {
         email: Some(viewer.user.email.clone()),
         csrf: viewer.csrf(),
+        account_links: false,
     }
 }
 
@@ -503,7 +504,7 @@ pub async fn settings(
     }
     let origins: Vec<String> = form
         .allowed_origins
-        .split(['\n', ',', ' '])
+        .split(['\n', ','])
         .map(str::trim)
         .filter(|line| !line.is_empty())
         .map(str::to_owned)

@@ -14,6 +14,9 @@ pub struct Layout {
     pub email: Option<String>,
     /// CSRF token of the log-out form.
     pub csrf: String,
+    /// Without an email: whether to offer "Log in" and "Sign up" (not on error pages,
+    /// which are rendered without looking the session up and may be seen signed in).
+    pub account_links: bool,
 }
 
 impl Layout {
@@ -22,6 +25,16 @@ impl Layout {
         Self {
             email: None,
             csrf: String::new(),
+            account_links: true,
+        }
+    }
+
+    /// The frame of a page whose viewer is not known (error pages): a link to the
+    /// dashboard, which signs in or shows the projects as the session allows.
+    pub fn unknown_viewer() -> Self {
+        Self {
+            account_links: false,
+            ..Self::anonymous()
         }
     }
 }

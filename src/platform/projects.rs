@@ -126,14 +126,25 @@ fn normalize_origins(origins: &[String]) -> Result<Vec<String>, String> {
         ));
     }
     let mut normalized = Vec::with_capacity(origins.len());
-    for origin in origins {
-        let origin = validate::origin(origin)
-            .map_err(|reason| format!("settings.allowed_origins: {reason}"))?;
-        if !normalized.contains(&origin) {
-            normalized.push(origin);
+    let mut refused = Vec::new();
+    for raw in origins {
+        match validate::origin(raw) {
+            Ok(origin) if !normalized.contains(&origin) => normalized.push(origin),
+            Ok(_) => {}
+            Err(_) => refused.push(format!("{raw:?}")),
         }
     }
-    Ok(normalized)
+    match refused.as_slice() {
+        [] => Ok(normalized),
+        // Every bad entry at once, so a list pasted with several mistakes is fixed in one go.
+        [one] => Err(format!(
+            "settings.allowed_origins: {one} is not an origin like https://example.com or http://localhost:8080"
+        )),
+        many => Err(format!(
+            "settings.allowed_origins: {} are not origins like https://example.com or http://localhost:8080",
+            many.join(", ")
+        )),
+    }
 }
 
 /// Merges `s` into a project's `own` overrides, checking each setting against the

@@ -136,6 +136,8 @@
     var field = input.closest(".field");
 
     function showError(text) {
+      // An earlier "Sent to N" under a new error would read as if this one went out.
+      status.textContent = "";
       var error = document.getElementById("message-error");
       if (!error) {
         error = document.createElement("p");
