@@ -96,11 +96,11 @@ pub struct Config {
 
     /// Take the client IP for login throttling from `X-Forwarded-For` (only behind a
     /// reverse proxy that sets it; otherwise clients could pick their own IP).
-    #[arg(long, env = "ROOMCAST_TRUST_PROXY")]
+    #[arg(long, env = "ROOMCAST_TRUST_PROXY", value_parser = clap::builder::BoolishValueParser::new())]
     pub trust_proxy: bool,
 
     /// Mark session cookies `Secure` (set this when serving over HTTPS).
-    #[arg(long, env = "ROOMCAST_SECURE_COOKIES")]
+    #[arg(long, env = "ROOMCAST_SECURE_COOKIES", value_parser = clap::builder::BoolishValueParser::new())]
     pub secure_cookies: bool,
 }
 

@@ -2,7 +2,8 @@
 //! in-process server would not show): started under a small soft open-file limit (a
 //! shell's `ulimit -n`), it still takes more WebSockets than that limit, as it lifts its
 //! soft limit to the hard one at start; it grows its descriptor table at start, not under
-//! a connection storm; and bursts of logins leave no memory behind.
+//! a connection storm; bursts of logins leave no memory behind; a closed stdout does not
+//! stop it; and its boolean settings take 1/yes/on from the environment.
 
 mod common;
 
@@ -52,18 +53,25 @@ async fn open_websocket(address: &str) -> Result<TcpStream, String> {
     Ok(stream)
 }
 
+/// The real binary with its own database in `dir`, listening on `bind`, logging warnings
+/// and up to stdout (piped).
+fn server_command(bind: &str, dir: &tempfile::TempDir) -> Command {
+    let database_url = format!("sqlite://{}/db.sqlite", dir.path().display());
+    let mut command = Command::new(env!("CARGO_BIN_EXE_roomcast"));
+    command
+        .args(["--bind", bind, "--database-url", &database_url])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    command
+}
+
 /// Starts the real binary with the soft open-file limit `soft_limit` (the hard limit
 /// unchanged); returns it (killed on drop) and the address it listens on.
 fn start_server(soft_limit: u64) -> (KillOnDrop, String) {
     let (_, hard) = rlimit::Resource::NOFILE.get().expect("read RLIMIT_NOFILE");
     let dir = tempfile::tempdir().expect("temp dir");
-    let database_url = format!("sqlite://{}/db.sqlite", dir.path().display());
-    let mut command = Command::new(env!("CARGO_BIN_EXE_roomcast"));
-    command
-        .args(["--bind", "127.0.0.1:0", "--database-url", &database_url])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+    let mut command = server_command("127.0.0.1:0", &dir);
     // SAFETY: setrlimit is async-signal-safe, and the closure allocates nothing.
     unsafe {
         command.pre_exec(move || rlimit::Resource::NOFILE.set(soft_limit, hard));
@@ -214,13 +222,8 @@ async fn a_closed_stdout_does_not_stop_the_server_and_logs_to_a_pipe_are_plain()
         .port();
     let address = format!("127.0.0.1:{port}");
     let dir = tempfile::tempdir().expect("temp dir");
-    let database_url = format!("sqlite://{}/db.sqlite", dir.path().display());
-    let mut command = Command::new(env!("CARGO_BIN_EXE_roomcast"));
-    command
-        .args(["--bind", &address, "--database-url", &database_url])
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+    let mut command = server_command(&address, &dir);
+    command.env("RUST_LOG", "info").stderr(Stdio::null());
     let mut server = KillOnDrop {
         process: command.spawn().expect("spawn roomcast"),
         _database_dir: dir,
@@ -253,4 +256,39 @@ async fn a_closed_stdout_does_not_stop_the_server_and_logs_to_a_pipe_are_plain()
         server.process.try_wait().expect("poll").is_none(),
         "the server is still running"
     );
+}
+
+#[tokio::test]
+async fn boolean_settings_take_the_usual_spellings_from_the_environment() {
+    // Containers and systemd units often say 1 or yes; clap alone took only true/false.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut command = server_command("127.0.0.1:0", &dir);
+    command
+        .env("ROOMCAST_SECURE_COOKIES", "1")
+        .env("ROOMCAST_TRUST_PROXY", "yes");
+    let mut server = KillOnDrop {
+        process: command.spawn().expect("spawn roomcast"),
+        _database_dir: dir,
+    };
+    let address = common::listening_address(&mut server.process);
+    let body = r#"{"email":"env@example.com","password":"correct horse battery"}"#;
+    let request = format!(
+        "POST /api/v1/signup HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut stream = TcpStream::connect(&address).await.expect("connect");
+    stream.write_all(request.as_bytes()).await.expect("send");
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.expect("read");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    let session_cookie = answer
+        .lines()
+        .find(|l| {
+            l.to_ascii_lowercase()
+                .starts_with("set-cookie: roomcast_session=")
+        })
+        .expect("session cookie");
+    assert!(session_cookie.contains("; Secure"), "{session_cookie}");
 }
