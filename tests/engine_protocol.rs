@@ -1202,6 +1202,18 @@ async fn server_disconnect_from_elsewhere(server: &mut Server, client: &mut impl
 }
 on_both_transports!(server_disconnect_from_elsewhere, config());
 
+/// A second CONNECT to a namespace the connection has already joined is an invalid
+/// state, as socket.io's own server has it: the connection is closed (it was ignored).
+async fn repeated_connect_closes(server: &mut Server, client: &mut impl EioClient) {
+    sio_connect(client, "40").await;
+    client.send(r#"40{"again":true}"#).await;
+    client.expect_closed().await;
+    server
+        .observe("the disconnect", disconnected(DisconnectReason::ParseError))
+        .await;
+}
+on_both_transports!(repeated_connect_closes, config());
+
 fn binary_config(policy: BinaryPolicy) -> SioConfig {
     let mut config = config();
     config.binary = policy;

@@ -527,6 +527,10 @@ impl<H: Handler> SioApp<H> {
                     ),
                     None => None,
                 };
+                if Self::socket_for(session, packet.nsp).is_some() {
+                    // socket.io's own server treats this as an invalid state and closes.
+                    return Err(ProtocolViolation("CONNECT to a namespace already joined"));
+                }
                 self.connect(session, packet.nsp, auth).await;
             }
             PacketKind::Disconnect => {
@@ -686,9 +690,6 @@ impl<H: Handler> SioApp<H> {
             session.send(OutFrame::Text(Bytes::from(text)));
             return;
         };
-        if Self::socket_for(session, nsp).is_some() {
-            return; // already connected there; a repeated CONNECT changes nothing
-        }
         let request = ConnectRequest {
             namespace: nsp,
             auth,
