@@ -252,10 +252,10 @@ impl ProjectState {
         match origin {
             _ if allowed.is_empty() => true,
             None => true,
-            Some(origin) => {
-                let origin = origin.trim_end_matches('/');
-                allowed.iter().any(|a| a.eq_ignore_ascii_case(origin))
-            }
+            // Normalised as the list was (case, a default port, a trailing `/`), so both
+            // sides are compared in one spelling; what is not an origin (`null`) is refused.
+            Some(origin) => crate::platform::validate::origin(origin)
+                .is_ok_and(|origin| allowed.iter().any(|a| a.eq_ignore_ascii_case(&origin))),
         }
     }
 
@@ -520,6 +520,10 @@ mod tests {
         settings.allowed_origins = vec!["https://app.example".into()];
         project.apply(&settings);
         assert!(project.origin_allowed(Some("https://APP.example")));
+        assert!(project.origin_allowed(Some("https://app.example:443")));
+        assert!(project.origin_allowed(Some("https://app.example/")));
+        assert!(!project.origin_allowed(Some("http://app.example")));
+        assert!(!project.origin_allowed(Some("null")));
         assert!(project.origin_allowed(None));
         assert!(!project.origin_allowed(Some("https://evil.example")));
     }
