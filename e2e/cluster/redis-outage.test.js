@@ -120,6 +120,10 @@ test("Redis down: local delivery goes on, cross-node stops, /readyz says so; bac
     await assertHealthy(node);
   }
 
+  // Ready means caught up: each node counts the other's sockets as soon as it says 200.
+  for (const node of [A, B]) {
+    assert.equal((await stats(via(project, node))).connections, 4, `connections on ${node.url} once ready`);
+  }
   const retry = client(B.url, { apiKey: revoked.apiKey }, websocket, { reconnection: false });
   assert.deepEqual((await connectError(retry)).data, { code: "INVALID_API_KEY" });
 

@@ -37,6 +37,8 @@ use futures_util::StreamExt;
 use link::{RedisLink, REDIS_TIMEOUT};
 use parking_lot::Mutex;
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -48,6 +50,11 @@ pub const BUS_CHANNEL: &str = "roomcast:bus";
 pub const HEARTBEAT: Duration = Duration::from_secs(1);
 /// A node not heard of for this long is forgotten (its connections no longer count).
 pub const PEER_TTL: Duration = Duration::from_millis(3_500);
+/// How long a CONNECT waits at most for its connection count to reach Redis.
+const ANNOUNCE_WAIT: Duration = Duration::from_millis(250);
+/// How long after announcing itself a node waits for the others' counts before it
+/// says it is ready.
+const CATCH_UP: Duration = Duration::from_millis(150);
 /// How often a node that has lost the bus looks up its sockets' keys again.
 const RECHECK_WHILE_DEAF: Duration = Duration::from_millis(700);
 /// How long counter changes gather before they are flushed together.
@@ -122,6 +129,8 @@ enum Outgoing {
     Publish(Vec<u8>),
     /// A deleted project's counters.
     Forget(ProjectId),
+    /// An encoded bus event whose sender waits until Redis has taken it.
+    PublishAndTell(Vec<u8>, tokio::sync::oneshot::Sender<()>),
 }
 
 /// What this node knows of another node.
@@ -146,6 +155,11 @@ struct Inner {
     /// Held from reading the unflushed deltas until Redis has taken them, so that the
     /// reporter and the last flush at shutdown never add the same delta twice.
     flushing: tokio::sync::Mutex<()>,
+    /// Held while connection counts are read and queued (see [`Cluster::announce`]).
+    announcing: Mutex<()>,
+    /// When this node counts as caught up with the others after joining the bus: `None`
+    /// while it is off the bus or has not announced itself yet.
+    caught_up_at: Mutex<Option<Instant>>,
     /// The command connection generation whose Redis was checked for this node's marker.
     checked_generation: std::sync::atomic::AtomicU64,
 }
@@ -166,6 +180,8 @@ impl Cluster {
                 peers: Mutex::new(HashMap::new()),
                 flushed: Mutex::new(FlushedCounters::default()),
                 flushing: tokio::sync::Mutex::new(()),
+                announcing: Mutex::new(()),
+                caught_up_at: Mutex::new(None),
                 checked_generation: std::sync::atomic::AtomicU64::new(0),
             }),
         };
@@ -175,6 +191,7 @@ impl Cluster {
         tokio::spawn(cluster.clone().publish(queued));
         tokio::spawn(cluster.clone().subscribe(realtime.clone()));
         tokio::spawn(cluster.clone().report(realtime.clone()));
+        tokio::spawn(cluster.clone().announce_connections(realtime.clone()));
         tokio::spawn(cluster.clone().recheck_keys_while_deaf(realtime.clone()));
         Ok(cluster)
     }
@@ -182,6 +199,14 @@ impl Cluster {
     /// Whether the node reaches the other nodes; the reason for `/readyz` when not.
     pub async fn health(&self) -> Result<(), String> {
         self.inner.link.health()?;
+        let caught_up = self
+            .inner
+            .caught_up_at
+            .lock()
+            .is_some_and(|at| Instant::now() >= at);
+        if !caught_up {
+            return Err("joining the other nodes on redis".into());
+        }
         self.inner
             .link
             .query::<String>(&redis::cmd("PING"))
@@ -234,14 +259,22 @@ impl Cluster {
                 continue;
             }
             let mut pipe = redis::pipe();
+            let mut waiting = Vec::new();
             for outgoing in batch.drain(..) {
                 match outgoing {
                     Outgoing::Publish(bytes) => pipe.cmd("PUBLISH").arg(BUS_CHANNEL).arg(bytes),
                     Outgoing::Forget(project) => pipe.cmd("DEL").arg(counters_key(&project)),
+                    Outgoing::PublishAndTell(bytes, done) => {
+                        waiting.push(done);
+                        pipe.cmd("PUBLISH").arg(BUS_CHANNEL).arg(bytes)
+                    }
                 }
                 .ignore();
             }
             let _ = self.inner.link.run(&pipe).await;
+            for done in waiting {
+                let _ = done.send(());
+            }
         }
     }
 
@@ -280,16 +313,33 @@ impl Cluster {
                 tokio::spawn(async move { realtime.revalidate().await });
             }
             was_subscribed = true;
-            self.announce(&realtime);
+            tokio::spawn(self.clone().join_peers(realtime.clone()));
             let mut messages = pubsub.into_on_message();
             while let Some(message) = messages.next().await {
                 self.receive(&realtime, message.get_payload_bytes());
             }
             self.inner.link.set_subscribed(false);
+            *self.inner.caught_up_at.lock() = None;
             self.inner.link.record(&"the bus subscription closed");
             self.inner.peers.lock().clear();
             tracing::warn!("cluster bus subscription lost; reconnecting");
         }
+    }
+
+    /// Once subscribed: announces this node's connections as soon as the publishing
+    /// connection is up too (an announcement queued before would be dropped), and counts
+    /// as caught up [`CATCH_UP`] later, by when every other node, hearing from a node it
+    /// did not know, has answered with its own counts. Until then `/readyz` says 503, so
+    /// a node reported ready has the whole cluster's counts.
+    async fn join_peers(self, realtime: Realtime) {
+        while self.inner.link.connection().is_none() {
+            if !self.inner.link.is_subscribed() {
+                return; // lost again; the next subscription starts over
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.announce(&realtime);
+        *self.inner.caught_up_at.lock() = Some(Instant::now() + CATCH_UP);
     }
 
     /// While the bus is down this node hears no revocations, so every
@@ -372,35 +422,34 @@ impl Cluster {
 
     /// Publishes this node's connections per project (all of them).
     fn announce(&self, realtime: &Realtime) {
+        // Counts are read and queued under one lock by every announcer, so an older
+        // reading is never published after a newer one.
+        let _announcing = self.inner.announcing.lock();
         let counts = realtime.connection_counts();
         let event = BusEvent::Connections { full: true, counts };
         self.send(Outgoing::Publish(self.envelope(event).encode()));
     }
 
-    /// Reporter task: publishes connection changes and flushes message counters soon
-    /// after they move (reading only the projects that moved), and a full report of every
-    /// project every [`HEARTBEAT`].
+    /// Reporter task: flushes message counters soon after they move (reading only the
+    /// projects that moved), and every [`HEARTBEAT`] announces all this node's
+    /// connections (which also shows it is alive) and flushes every project.
     async fn report(self, realtime: Realtime) {
         let changes = realtime.changes();
         let mut heartbeat = tokio::time::interval(HEARTBEAT);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut announced: HashMap<ProjectId, u64> = HashMap::new();
         loop {
             let full = tokio::select! {
                 _ = changes.changed() => {
-                    // Let counter changes gather, unless a connection comes or goes.
-                    tokio::select! {
-                        _ = tokio::time::sleep(COALESCE) => {}
-                        _ = changes.connections_changed() => {}
-                    }
+                    tokio::time::sleep(COALESCE).await;
                     false
                 }
-                _ = changes.connections_changed() => false,
                 _ = heartbeat.tick() => true,
             };
             changes.clear();
             let mut counters = realtime.local_counters(full);
-            self.report_connections(&counters, &mut announced, full);
+            if full {
+                self.announce(&realtime);
+            }
             let redis_emptied = self.check_marker(full).await;
             if redis_emptied && !full {
                 // Every project's totals go again, not only those that moved.
@@ -413,43 +462,25 @@ impl Cluster {
         }
     }
 
-    /// Publishes the connection counts that changed among `counters`, or with `full`
-    /// all of them (`counters` then lists every project this node knows).
-    fn report_connections(
-        &self,
-        counters: &[(ProjectId, Option<ProjectStats>)],
-        announced: &mut HashMap<ProjectId, u64>,
-        full: bool,
-    ) {
-        let counts = if full {
-            // Projects this node no longer knows (deleted) are left out, so drop to zero.
-            announced.clear();
-            announced.extend(counters.iter().filter_map(|(project, stats)| {
-                let connections = stats.as_ref()?.connections;
-                (connections > 0).then(|| (project.clone(), connections))
-            }));
-            announced.iter().map(|(p, n)| (p.clone(), *n)).collect()
-        } else {
-            let mut changed = Vec::new();
-            for (project, stats) in counters {
-                let now = stats.as_ref().map_or(0, |s| s.connections);
-                if announced.get(project).copied().unwrap_or(0) == now {
-                    continue;
-                }
-                changed.push((project.clone(), now));
-                if now == 0 {
-                    announced.remove(project);
-                } else {
-                    announced.insert(project.clone(), now);
-                }
+    /// Announcer task: publishes the connection count of each project whose sockets came
+    /// or went, as soon as they did. It never waits for Redis (the publisher does), so a
+    /// socket is counted on the other nodes one Redis hop after it connected.
+    async fn announce_connections(self, realtime: Realtime) {
+        let changes = realtime.connection_changes();
+        loop {
+            changes.connections_changed().await;
+            let moved = changes.take_connections_moved();
+            if moved.is_empty() {
+                continue;
             }
-            if changed.is_empty() {
-                return;
-            }
-            changed
-        };
-        let event = BusEvent::Connections { full, counts };
-        self.send(Outgoing::Publish(self.envelope(event).encode()));
+            let _announcing = self.inner.announcing.lock();
+            let counts = realtime.connection_counts_of(moved);
+            let event = BusEvent::Connections {
+                full: false,
+                counts,
+            };
+            self.send(Outgoing::Publish(self.envelope(event).encode()));
+        }
     }
 
     /// After (re)connecting, checks that Redis still holds this node's earlier counter
@@ -634,6 +665,37 @@ impl Peers for Cluster {
             .filter(|peer| now.duration_since(peer.seen) < PEER_TTL)
             .filter_map(|peer| peer.connections.get(project))
             .sum()
+    }
+
+    fn announce_connections<'a>(
+        &'a self,
+        project: &'a ProjectId,
+        connections: &'a (dyn Fn() -> u64 + Sync),
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+        Box::pin(async move {
+            let (done, told) = tokio::sync::oneshot::channel();
+            {
+                let _announcing = self.inner.announcing.lock();
+                let event = BusEvent::Connections {
+                    full: false,
+                    counts: vec![(project.clone(), connections())],
+                };
+                let bytes = self.envelope(event).encode();
+                if self
+                    .inner
+                    .outbox
+                    .try_send(Outgoing::PublishAndTell(bytes, done))
+                    .is_err()
+                {
+                    metrics::counter!("roomcast_cluster_events_dropped_total", "reason" => "backlog")
+                        .increment(1);
+                    return;
+                }
+            }
+            // Dropped unsent (Redis away) ends the wait at once; a slow Redis does not
+            // hold a handshake for long.
+            let _ = tokio::time::timeout(ANNOUNCE_WAIT, told).await;
+        })
     }
 
     fn hears_revocations(&self) -> bool {

@@ -19,6 +19,15 @@ use std::time::Instant;
 /// Longest API key we bother looking up (ours are 46 characters).
 const MAX_KEY_LEN: usize = 256;
 
+/// The CONNECT packet's `auth` object, as far as roomcast reads it.
+#[derive(serde::Deserialize)]
+struct AuthIn<'a> {
+    #[serde(rename = "apiKey", borrow, default)]
+    api_key: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    echo: Option<&'a RawValue>,
+}
+
 /// What a connected client carries.
 pub struct Client {
     /// The client's connection place in its project (also gives the project).
@@ -332,16 +341,25 @@ impl Handler for RoomcastHandler {
 
     async fn authorize(&self, request: ConnectRequest<'_>) -> Result<Client, ConnectError> {
         const REQUIRED: (&str, &str) = ("API_KEY_REQUIRED", "API key is required");
-        let auth: serde_json::Map<String, serde_json::Value> = request
+        let invalid = || connect_error("INVALID_API_KEY", "invalid API key");
+        // Only our two fields are read; the client's other fields are skipped unread, so
+        // one that serde_json would refuse as a value (a lone surrogate, 1e400) does not
+        // make a valid key look absent.
+        let auth: AuthIn<'_> = request
             .auth
+            // An object only: serde would also read the struct from an array, by position.
+            .filter(|raw| raw.get().starts_with('{'))
             .and_then(|raw| serde_json::from_str(raw.get()).ok())
             .ok_or_else(|| connect_error(REQUIRED.0, REQUIRED.1))?;
-        let key = match auth.get("apiKey") {
-            Some(serde_json::Value::String(key)) if !key.is_empty() => key,
+        let key = match auth.api_key.map(RawValue::get) {
+            Some(literal) if literal.starts_with('"') && literal != "\"\"" => {
+                // A string, but maybe not one Rust can hold (a lone surrogate): no key.
+                serde_json::from_str::<String>(literal).map_err(|_| invalid())?
+            }
             _ => return Err(connect_error(REQUIRED.0, REQUIRED.1)),
         };
-        let echo = !matches!(auth.get("echo"), Some(serde_json::Value::Bool(false)));
-        let invalid = || connect_error("INVALID_API_KEY", "invalid API key");
+        let key = key.as_str();
+        let echo = auth.echo.map(RawValue::get) != Some("false");
         if key.len() > MAX_KEY_LEN {
             return Err(invalid());
         }
@@ -360,6 +378,11 @@ impl Handler for RoomcastHandler {
         let slot = project
             .try_reserve_connection(self.shared.connections_elsewhere(&project.id))
             .ok_or_else(|| connect_error("CONNECTION_LIMIT", "connection limit reached"))?;
+        if let Some(peers) = self.shared.peers.get() {
+            peers
+                .announce_connections(&project.id, &|| project.stats().connections)
+                .await;
+        }
         let bucket = Mutex::new(TokenBucket::new(project.messages_per_second()));
         Ok(Client {
             slot,

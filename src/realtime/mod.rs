@@ -68,6 +68,15 @@ pub trait Peers: Send + Sync + 'static {
     fn forward_settings(&self, project: &ProjectId, settings: &ProjectSettings);
     /// The project's live connections on the other nodes, as last reported.
     fn connections_elsewhere(&self, project: &ProjectId) -> u64;
+    /// Tells the other nodes the project's live connections here (`connections` is read
+    /// when the announcement is queued, in order with every other) and resolves once
+    /// Redis has taken it: a CONNECT is answered only then, so by the time a client sees
+    /// `connect` every node counts it (for `delivered_to`, stats and `max_connections`).
+    fn announce_connections<'a>(
+        &'a self,
+        project: &'a ProjectId,
+        connections: &'a (dyn Fn() -> u64 + Sync),
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
     /// Whether this node hears the other nodes' revocations now; while it does not, the
     /// key cache may hold a key revoked elsewhere, so every lookup asks the directory.
     fn hears_revocations(&self) -> bool;
@@ -512,6 +521,24 @@ impl Realtime {
             .map(|p| (p.id.clone(), p.stats().connections))
             .filter(|(_, connections)| *connections > 0)
             .collect()
+    }
+
+    /// This node's live connections of the given projects (zero for one it no longer has).
+    pub fn connection_counts_of(&self, ids: Vec<ProjectId>) -> Vec<(ProjectId, u64)> {
+        let projects = self.shared.projects.read();
+        ids.into_iter()
+            .map(|id| {
+                let connections = projects.get(&id).map_or(0, |p| p.stats().connections);
+                (id, connections)
+            })
+            .collect()
+    }
+
+    /// Connection changes on this node, for the cluster's one announcer (listed from
+    /// then on).
+    pub fn connection_changes(&self) -> Arc<ChangeSignal> {
+        self.shared.changes.watch_connections();
+        self.shared.changes.clone()
     }
 
     /// Raised whenever a project's counters on this node move, for the one reporter that

@@ -66,9 +66,13 @@ pub struct ChangeSignal {
     watched: AtomicBool,
     pending: AtomicBool,
     notify: tokio::sync::Notify,
-    /// A connection came or went since the reporter last cleared the marks.
+    /// A cluster's announcer listens for connection changes (a single node keeps no list).
+    connections_watched: AtomicBool,
+    /// A connection came or went since the announcer last took the list.
     connections_pending: AtomicBool,
     connections_notify: tokio::sync::Notify,
+    /// Projects whose connections came or went since the announcer last took the list.
+    connections_moved: Mutex<Vec<ProjectId>>,
     /// Projects marked since the reporter last took the list, each once.
     moved: Mutex<Vec<ProjectId>>,
 }
@@ -88,23 +92,44 @@ impl ChangeSignal {
         }
     }
 
-    /// Like [`Self::mark`], for a connection that came or went: the cluster reports those
-    /// at once rather than after the counters' coalescing pause, so that another node's
-    /// `delivered_to`, `max_connections` and stats count a socket by the time its client
-    /// has seen `connect`.
+    /// Like [`Self::mark`], for a connection that came or went. The cluster's announcer
+    /// publishes those at once, on a task that never waits for Redis, rather than after
+    /// the counters' coalescing pause and flush, so that another node's `delivered_to`,
+    /// `max_connections` and stats count a socket by the time its client has seen
+    /// `connect`.
     fn mark_connection(&self, project: &ProjectState) {
         if !self.watched.load(Ordering::Relaxed) {
             return;
         }
         self.mark(project);
+        if !self.connections_watched.load(Ordering::Relaxed) {
+            return;
+        }
+        self.connections_moved.lock().push(project.id.clone());
         if !self.connections_pending.swap(true, Ordering::AcqRel) {
             self.connections_notify.notify_one();
         }
     }
 
+    /// Takes the projects whose connections came or went since the last call (each
+    /// once), for the announcer; the next change wakes it again.
+    pub fn take_connections_moved(&self) -> Vec<ProjectId> {
+        self.connections_pending.store(false, Ordering::Release);
+        let mut moved = std::mem::take(&mut *self.connections_moved.lock());
+        moved.sort_unstable();
+        moved.dedup();
+        moved
+    }
+
     /// From now on, changes are recorded for a reporter (until then nothing is kept).
     pub fn watch(&self) {
         self.watched.store(true, Ordering::Relaxed);
+    }
+
+    /// From now on, connection changes are also listed for an announcer.
+    pub fn watch_connections(&self) {
+        self.watch();
+        self.connections_watched.store(true, Ordering::Relaxed);
     }
 
     /// Takes the projects marked since the last call. Each is marked again only once its
@@ -123,10 +148,9 @@ impl ChangeSignal {
         self.connections_notify.notified().await;
     }
 
-    /// Clears the pending marks just before the reporter reads the counters.
+    /// Clears the pending mark just before the reporter reads the counters.
     pub fn clear(&self) {
         self.pending.store(false, Ordering::Release);
-        self.connections_pending.store(false, Ordering::Release);
     }
 }
 
