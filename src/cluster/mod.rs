@@ -7,10 +7,11 @@
 //! - Key revocations and settings changes travel the same way, so they apply on every
 //!   node at once. After the bus was down (and events may have been missed), a node
 //!   looks up again every key its sockets use ([`Realtime::revalidate`]).
-//! - Each node reports its live connections per project on the bus when they change
-//!   and every second; a node not heard of for [`PEER_TTL`] is forgotten. That view
-//!   gives cluster-wide connection counts, `max_connections` and `delivered_to` without
-//!   a Redis round trip on the connect or publish path.
+//! - Each node reports its live connections per project on the bus: a CONNECT is
+//!   answered once Redis has the new count (one round trip), a disconnection is
+//!   announced at once, and all counts every second; a node not heard of for
+//!   [`PEER_TTL`] is forgotten. That view gives cluster-wide connection counts,
+//!   `max_connections` and `delivered_to` without a Redis round trip on the publish path.
 //! - Message counters are cumulative, so they live in Redis: each node adds its deltas
 //!   to one hash per project (`HINCRBY`) moments after they change, and a stats read
 //!   sums that hash with the reading node's own not-yet-flushed part.
@@ -191,7 +192,7 @@ impl Cluster {
         tokio::spawn(cluster.clone().publish(queued));
         tokio::spawn(cluster.clone().subscribe(realtime.clone()));
         tokio::spawn(cluster.clone().report(realtime.clone()));
-        tokio::spawn(cluster.clone().announce_connections(realtime.clone()));
+        tokio::spawn(cluster.clone().announce_disconnections(realtime.clone()));
         tokio::spawn(cluster.clone().recheck_keys_while_deaf(realtime.clone()));
         Ok(cluster)
     }
@@ -462,10 +463,10 @@ impl Cluster {
         }
     }
 
-    /// Announcer task: publishes the connection count of each project whose sockets came
-    /// or went, as soon as they did. It never waits for Redis (the publisher does), so a
-    /// socket is counted on the other nodes one Redis hop after it connected.
-    async fn announce_connections(self, realtime: Realtime) {
+    /// Announcer task: publishes the connection count of each project that lost sockets,
+    /// as soon as it did. It never waits for Redis (the publisher does), so a socket stops
+    /// counting on the other nodes one Redis hop after it went.
+    async fn announce_disconnections(self, realtime: Realtime) {
         let changes = realtime.connection_changes();
         loop {
             changes.connections_changed().await;
@@ -680,20 +681,13 @@ impl Peers for Cluster {
                     full: false,
                     counts: vec![(project.clone(), connections())],
                 };
-                let bytes = self.envelope(event).encode();
-                if self
-                    .inner
-                    .outbox
-                    .try_send(Outgoing::PublishAndTell(bytes, done))
-                    .is_err()
-                {
-                    metrics::counter!("roomcast_cluster_events_dropped_total", "reason" => "backlog")
-                        .increment(1);
-                    return;
-                }
+                self.send(Outgoing::PublishAndTell(
+                    self.envelope(event).encode(),
+                    done,
+                ));
             }
-            // Dropped unsent (Redis away) ends the wait at once; a slow Redis does not
-            // hold a handshake for long.
+            // Dropped unsent (a full outbox, Redis away) ends the wait at once; a slow
+            // Redis does not hold a handshake for long.
             let _ = tokio::time::timeout(ANNOUNCE_WAIT, told).await;
         })
     }

@@ -534,8 +534,8 @@ impl Realtime {
             .collect()
     }
 
-    /// Connection changes on this node, for the cluster's one announcer (listed from
-    /// then on).
+    /// Disconnections on this node, for the cluster's one announcer (listed from then
+    /// on).
     pub fn connection_changes(&self) -> Arc<ChangeSignal> {
         self.shared.changes.watch_connections();
         self.shared.changes.clone()

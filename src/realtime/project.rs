@@ -66,12 +66,12 @@ pub struct ChangeSignal {
     watched: AtomicBool,
     pending: AtomicBool,
     notify: tokio::sync::Notify,
-    /// A cluster's announcer listens for connection changes (a single node keeps no list).
+    /// A cluster's announcer listens for disconnections (a single node keeps no list).
     connections_watched: AtomicBool,
-    /// A connection came or went since the announcer last took the list.
+    /// A connection went since the announcer last took the list.
     connections_pending: AtomicBool,
     connections_notify: tokio::sync::Notify,
-    /// Projects whose connections came or went since the announcer last took the list.
+    /// Projects that lost connections since the announcer last took the list.
     connections_moved: Mutex<Vec<ProjectId>>,
     /// Projects marked since the reporter last took the list, each once.
     moved: Mutex<Vec<ProjectId>>,
@@ -92,12 +92,11 @@ impl ChangeSignal {
         }
     }
 
-    /// Like [`Self::mark`], for a connection that came or went. The cluster's announcer
+    /// Like [`Self::mark`], for a connection that went. The cluster's announcer
     /// publishes those at once, on a task that never waits for Redis, rather than after
-    /// the counters' coalescing pause and flush, so that another node's `delivered_to`,
-    /// `max_connections` and stats count a socket by the time its client has seen
-    /// `connect`.
-    fn mark_connection(&self, project: &ProjectState) {
+    /// the counters' coalescing pause and flush. (A connection that came is announced
+    /// by the CONNECT itself, before it is answered: see `Peers::announce_connections`.)
+    fn mark_disconnection(&self, project: &ProjectState) {
         if !self.watched.load(Ordering::Relaxed) {
             return;
         }
@@ -111,8 +110,8 @@ impl ChangeSignal {
         }
     }
 
-    /// Takes the projects whose connections came or went since the last call (each
-    /// once), for the announcer; the next change wakes it again.
+    /// Takes the projects that lost connections since the last call (each once), for
+    /// the announcer; the next change wakes it again.
     pub fn take_connections_moved(&self) -> Vec<ProjectId> {
         self.connections_pending.store(false, Ordering::Release);
         let mut moved = std::mem::take(&mut *self.connections_moved.lock());
@@ -126,7 +125,7 @@ impl ChangeSignal {
         self.watched.store(true, Ordering::Relaxed);
     }
 
-    /// From now on, connection changes are also listed for an announcer.
+    /// From now on, disconnections are also listed for an announcer.
     pub fn watch_connections(&self) {
         self.watch();
         self.connections_watched.store(true, Ordering::Relaxed);
@@ -143,7 +142,7 @@ impl ChangeSignal {
         self.notify.notified().await;
     }
 
-    /// Waits for the next connection change.
+    /// Waits for the next disconnection.
     pub async fn connections_changed(&self) {
         self.connections_notify.notified().await;
     }
@@ -308,7 +307,7 @@ impl ProjectState {
             .is_ok();
         reserved.then(|| {
             self.metric_connections.increment(1.0);
-            self.changes.mark_connection(self);
+            self.mark_moved();
             ConnectionSlot {
                 project: self.clone(),
                 held: AtomicBool::new(true),
@@ -416,7 +415,7 @@ impl ConnectionSlot {
         if self.held.swap(false, Ordering::AcqRel) {
             self.project.connections.fetch_sub(1, Ordering::AcqRel);
             self.project.metric_connections.decrement(1.0);
-            self.project.changes.mark_connection(&self.project);
+            self.project.changes.mark_disconnection(&self.project);
         }
     }
 }
