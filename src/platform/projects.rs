@@ -131,19 +131,21 @@ fn normalize_origins(origins: &[String]) -> Result<Vec<String>, String> {
         match validate::origin(raw) {
             Ok(origin) if !normalized.contains(&origin) => normalized.push(origin),
             Ok(_) => {}
-            Err(_) => refused.push(format!("{raw:?}")),
+            Err(reason) => refused.push((raw, reason)),
         }
     }
+    // Every bad entry at once, so a list pasted with several mistakes is fixed in one go.
     match refused.as_slice() {
         [] => Ok(normalized),
-        // Every bad entry at once, so a list pasted with several mistakes is fixed in one go.
-        [one] => Err(format!(
-            "settings.allowed_origins: {one} is not an origin like https://example.com or http://localhost:8080"
-        )),
-        many => Err(format!(
-            "settings.allowed_origins: {} are not origins like https://example.com or http://localhost:8080",
-            many.join(", ")
-        )),
+        [(_, reason)] => Err(format!("settings.allowed_origins: {reason}")),
+        many => {
+            let quoted: Vec<String> = many.iter().map(|(raw, _)| format!("{raw:?}")).collect();
+            Err(format!(
+                "settings.allowed_origins: {} are not origins like {}",
+                quoted.join(", "),
+                validate::ORIGIN_EXAMPLES
+            ))
+        }
     }
 }
 

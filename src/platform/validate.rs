@@ -90,15 +90,14 @@ fn is_invisible(c: char) -> bool {
     matches!(c, '\u{200B}'..='\u{200D}' | '\u{2060}'..='\u{2064}' | '\u{FEFF}' | '\u{00AD}' | '\u{180E}')
 }
 
+/// What a refused origin is told it should look like.
+pub const ORIGIN_EXAMPLES: &str = "https://example.com or http://localhost:8080";
+
 /// Checks a browser origin `scheme://host[:port]` (http or https, no path, query or user
 /// info) and normalizes it the way browsers send `Origin`: lowercase, default port
 /// dropped. A single trailing `/` is tolerated because people paste URLs.
 pub fn origin(raw: &str) -> Result<String, String> {
-    let bad = || {
-        Err(format!(
-            "{raw:?} is not an origin like https://example.com or http://localhost:8080"
-        ))
-    };
+    let bad = || Err(format!("{raw:?} is not an origin like {ORIGIN_EXAMPLES}"));
     let lowered = raw.trim().to_ascii_lowercase();
     let trimmed = lowered.strip_suffix('/').unwrap_or(&lowered);
     let Some((scheme, authority)) = trimmed.split_once("://") else {
