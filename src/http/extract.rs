@@ -9,8 +9,9 @@
 //! but GET/HEAD/OPTIONS) must not come from another site's page. It is decided in this
 //! order:
 //!
-//! 1. an `X-CSRF-Token` header: accepted only if it equals the `roomcast_csrf` cookie
-//!    (set at login, derived from the session token, so only our pages know it);
+//! 1. an `X-CSRF-Token` header: accepted only if it holds this session's CSRF token
+//!    (derived from the session token and handed to our pages in the `roomcast_csrf`
+//!    cookie at login; a cookie of that name set by anyone else does not count);
 //! 2. `Sec-Fetch-Site`, which every current browser sends: `same-origin` or `none` (typed
 //!    by the user) pass, `same-site` and `cross-site` are refused;
 //! 3. an `Origin` header (or, without one, a `Referer`) must name the request's `Host`;
