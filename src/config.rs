@@ -241,6 +241,12 @@ mod tests {
         assert!(config.validate().is_err());
     }
 
+    /// The flag `validate` refuses for `--<flag> <value>`, if any.
+    fn refused_flag(flag: &str, value: &str) -> Option<&'static str> {
+        let config = Config::parse_from(["roomcast", &format!("--{flag}"), value]);
+        config.validate().map_err(|e| e.flag).err()
+    }
+
     #[test]
     fn sqlite_urls_need_a_file() {
         for url in [
@@ -248,8 +254,7 @@ mod tests {
             "sqlite:///tmp/x.db",
             "sqlite:x.db?mode=rwc",
         ] {
-            let config = Config::parse_from(["roomcast", "--database-url", url]);
-            assert!(config.validate().is_ok(), "{url}");
+            assert_eq!(refused_flag("database-url", url), None, "{url}");
         }
         for url in [
             "sqlite://",
@@ -257,9 +262,8 @@ mod tests {
             "sqlite://?mode=rwc",
             "sqlite::memory:",
         ] {
-            let config = Config::parse_from(["roomcast", "--database-url", url]);
             assert_eq!(
-                config.validate().map_err(|e| e.flag).err(),
+                refused_flag("database-url", url),
                 Some("database-url"),
                 "{url}"
             );
@@ -269,8 +273,7 @@ mod tests {
     #[test]
     fn redis_urls_are_checked() {
         for url in ["redis://127.0.0.1:6379", "redis://:secret@redis.internal/2"] {
-            let config = Config::parse_from(["roomcast", "--redis-url", url]);
-            assert!(config.validate().is_ok(), "{url}");
+            assert_eq!(refused_flag("redis-url", url), None, "{url}");
         }
         for url in [
             "http://x",
@@ -278,12 +281,7 @@ mod tests {
             "redis://host:notaport",
             "",
         ] {
-            let config = Config::parse_from(["roomcast", "--redis-url", url]);
-            assert_eq!(
-                config.validate().map_err(|e| e.flag).err(),
-                Some("redis-url"),
-                "{url}"
-            );
+            assert_eq!(refused_flag("redis-url", url), Some("redis-url"), "{url}");
         }
     }
 }

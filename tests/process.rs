@@ -291,4 +291,19 @@ async fn boolean_settings_take_the_usual_spellings_from_the_environment() {
         })
         .expect("session cookie");
     assert!(session_cookie.contains("; Secure"), "{session_cookie}");
+    drop(server);
+
+    // Anything else is refused at start, naming the setting, rather than read as off.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let output = server_command("127.0.0.1:0", &dir)
+        .env("ROOMCAST_SECURE_COOKIES", "maybe")
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run roomcast");
+    assert!(
+        !output.status.success(),
+        "started with ROOMCAST_SECURE_COOKIES=maybe"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("secure-cookies"), "{stderr}");
 }
